@@ -1,0 +1,8 @@
+//! The bottom layer of llamaflow: how every stage and the `sql` command get a
+//! DataFusion session, and the registry through which stages contribute UDFs.
+
+pub mod registry;
+pub mod session;
+
+pub use registry::UdfRegistry;
+pub use session::{SessionBuilder, SessionError};

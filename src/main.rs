@@ -1,0 +1,147 @@
+//! `llamaflow`: build the LLaMA-1 pretraining corpus and inspect it.
+//! One file per subcommand under `cli/`; this file parses flags and sets up logging.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Build the LLaMA-1 pretraining corpus: a staged, resumable DAG over DataFusion.
+#[derive(Debug, Parser)]
+#[command(name = "llamaflow", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The pipeline file.
+    #[arg(long, global = true, default_value = "llamaflow.toml", env = "LLAMAFLOW_PIPELINE")]
+    pub pipeline: PathBuf,
+    /// Overrides the pipeline file's `[output] root` (a path or an object-store URL such as s3://bucket/prefix).
+    #[arg(long, global = true)]
+    pub output: Option<String>,
+    /// Units of work in flight at once (default: the number of cores).
+    #[arg(long, global = true)]
+    pub jobs: Option<usize>,
+    /// Memory DataFusion may use before spilling, e.g. 4G or 512M.
+    #[arg(long, global = true, value_parser = parse_bytes)]
+    pub memory_limit: Option<usize>,
+    /// No progress bars; warnings and errors only.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// How logs are written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, with progress bars.
+    Text,
+    /// One JSON object per line, no progress bars.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline (all stages, or a selection).
+    Run(cli::run::RunArgs),
+    /// Show each stage: up to date, stale or never run, with its counts.
+    Status(cli::status::StatusArgs),
+    /// Print the stage DAG.
+    Graph(cli::graph::GraphArgs),
+    /// Check a pipeline file without running anything.
+    Validate,
+}
+
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let mult: usize = match t[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                other => return Err(format!("unknown unit `{other}` (use K, M, G or T)")),
+            };
+            (&t[..i], mult)
+        }
+        None => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{text}` is not a size such as 4G"))?;
+    Ok((n * mult as f64) as usize)
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let default = if global.quiet { "warn" } else { "info,datafusion=warn,object_store=warn" };
+    let filter = EnvFilter::try_from_env("LLAMAFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let registry = tracing_subscriber::registry().with(filter);
+    match (global.log_format, global.quiet) {
+        (LogFormat::Json, _) => {
+            registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init();
+        }
+        (LogFormat::Text, true) => {
+            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false)).init();
+        }
+        (LogFormat::Text, false) => {
+            let bars = tracing_indicatif::IndicatifLayer::new();
+            registry
+                .with(tracing_subscriber::fmt::layer().with_writer(bars.get_stderr_writer()).with_target(false))
+                .with(bars)
+                .init();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => cli::run::run(&cli.global, args).await,
+            Command::Status(args) => cli::status::status(&cli.global, args).await,
+            Command::Graph(args) => cli::graph::graph(&cli.global, args),
+            Command::Validate => cli::validate::validate(&cli.global),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("3X").is_err());
+    }
+}

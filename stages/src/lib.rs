@@ -1,0 +1,14 @@
+//! llamaflow's stage types. Adding a source or filter means adding one module
+//! here and one line to [`registry`].
+
+pub mod read;
+pub mod sources;
+
+use llamaflow_pipeline::StageRegistry;
+
+/// Every stage type llamaflow knows, by its `type = "..."` name.
+pub fn registry() -> StageRegistry {
+    let mut registry = StageRegistry::default();
+    registry.register(Box::new(sources::c4::C4Factory));
+    registry
+}

@@ -1,0 +1,90 @@
+//! Opening an input file for streaming, line-oriented reading: bytes come
+//! through `object_store`, gzip is detected by its magic bytes (not the file
+//! name), and consumed input bytes feed the stage's progress bar.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::TryStreamExt;
+use llamaflow_pipeline::inputs::InputFile;
+use llamaflow_pipeline::progress::Progress;
+use object_store::{GetResultPayload, ObjectStoreExt};
+
+/// Buffer size of the decompressed stream.
+const READ_BUFFER: usize = 1 << 20;
+/// Compressed bytes between two progress updates.
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// Tells apart a failure of the storage under a decoder (the unit fails and is
+/// retried next run) from bad bytes in the file (quarantined).
+#[derive(Debug, Clone, Default)]
+pub struct StorageFault(Arc<AtomicBool>);
+
+impl StorageFault {
+    /// True when the underlying store or file failed to deliver bytes.
+    pub fn happened(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    progress: Progress,
+    pending: u64,
+    fault: StorageFault,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.pending += n as u64;
+                if self.pending >= PROGRESS_EVERY || n == 0 {
+                    self.progress.add_bytes(self.pending);
+                    self.pending = 0;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.fault.0.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An input file opened for reading: decompressed if it was gzip.
+pub struct OpenedInput {
+    /// The decompressed bytes.
+    pub reader: Box<dyn BufRead + Send>,
+    /// Whether the file was gzip.
+    pub gzip: bool,
+    /// Set when the store, not the data, failed.
+    pub fault: StorageFault,
+}
+
+/// Opens `file` for reading. Must run on a blocking thread (it blocks on the
+/// object store through `handle`).
+pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime::Handle) -> io::Result<OpenedInput> {
+    let loc = &file.location;
+    let result = handle.block_on(loc.store.get(&loc.path)).map_err(io::Error::other)?;
+    let raw: Box<dyn Read + Send> = match result.payload {
+        // Local files: read the file object_store opened, without a task per chunk.
+        GetResultPayload::File(f, _) => Box::new(f),
+        GetResultPayload::Stream(stream) => {
+            let reader = tokio_util::io::StreamReader::new(stream.map_err(io::Error::other));
+            Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone()))
+        }
+    };
+    let fault = StorageFault::default();
+    let counted = CountingReader { inner: raw, progress, pending: 0, fault: fault.clone() };
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, counted);
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn BufRead + Send> = if gzip {
+        Box::new(BufReader::with_capacity(READ_BUFFER, flate2::bufread::MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(OpenedInput { reader, gzip, fault })
+}

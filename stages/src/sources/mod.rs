@@ -1,0 +1,3 @@
+//! Source stages: each reads one raw format into the document columns.
+
+pub mod c4;

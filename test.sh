@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's test command (and what .ci/run calls): installs what the tests
+# need on a fresh machine, then runs every unit and end-to-end test.
+set -euo pipefail
+cd "$(dirname "$0")"
+# DuckDB (the real consumer of our Parquet), SeaweedFS (a real S3 server on
+# 127.0.0.1 for the object-store test) and boto3 (to look inside the bucket).
+python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+cargo test --workspace --locked "$@"
