@@ -121,7 +121,7 @@ fn main() -> ExitCode {
             Command::Run(args) => cli::run::run(&cli.global, args).await,
             Command::Status(args) => cli::status::status(&cli.global, args).await,
             Command::Graph(args) => cli::graph::graph(&cli.global, args),
-            Command::Validate => cli::validate::validate(&cli.global),
+            Command::Validate => cli::validate::validate(&cli.global).await,
         }
     });
     match result {

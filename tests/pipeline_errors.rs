@@ -44,7 +44,7 @@ fn a_cycle_is_named() {
 #[test]
 fn unknown_types_and_missing_stages_are_named() {
     let (_, err) = check("[output]\nroot = \"out\"\n[stages.a]\ntype = \"c5\"\ninputs = [\"c4/*.json.gz\"]\n");
-    assert!(err.contains("FILE:4: `stages.a.type`: unknown stage type `c5` (known: c4)"), "{err}");
+    assert!(err.contains("FILE:4: `stages.a.type`: unknown stage type `c5` (known: c4, github)"), "{err}");
     let (_, err) = check("[output]\nroot = \"out\"\n[stages.a]\ntype = \"c4\"\ninputs = [\"wikipedia.refs\"]\n");
     assert!(err.contains("FILE:5: `stages.a.inputs`: input `wikipedia.refs` names no stage"), "{err}");
 }
@@ -56,5 +56,9 @@ fn an_input_matching_nothing_fails_the_stage_by_name() {
     std::fs::write(&p, "[output]\nroot = \"out\"\n[stages.c4]\ntype = \"c4\"\ninputs = [\"nothing/*.json.gz\"]\n").unwrap();
     let out = run(llamaflow().args(["--pipeline", p.to_str().unwrap(), "--quiet", "run"]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("input `nothing/*.json.gz` matched no files"), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(p.to_str().unwrap(), "FILE");
+    assert!(stderr.contains("FILE:5: `stages.c4.inputs`: input `nothing/*.json.gz` matched no files"), "{}", text(&out));
+    let out = run(llamaflow().args(["--pipeline", p.to_str().unwrap(), "validate"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matched no files"), "{}", text(&out));
 }

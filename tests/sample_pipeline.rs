@@ -15,6 +15,7 @@ fn sample_pipeline_runs_then_skips_and_duckdb_reads_it() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.lines().any(|l| l.starts_with("c4 ") && l.contains("succeeded") && l.contains("2/0/2")), "{}", text(&out));
+    assert!(stdout.lines().any(|l| l.starts_with("github ") && l.contains("succeeded") && l.contains("1/0/1")), "{}", text(&out));
 
     let c4 = out_root.join("datasets/c4");
     let rows = query("SELECT count(*), count(DISTINCT id), min(n_chars) > 0, count(timestamp), min(source), max(source) FROM c4", &[("c4", &c4)]);
@@ -86,7 +87,7 @@ fn validate_and_graph_describe_the_pipeline() {
     let p = pipeline.to_str().unwrap();
     let out = run(llamaflow().args(["validate", "--pipeline", p]));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (1 stages: c4"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (2 stages: c4, github"), "{}", text(&out));
     let out = run(llamaflow().args(["--pipeline", p, "graph", "--dot"]));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("digraph llamaflow"), "{}", text(&out));
     let out = run(llamaflow().args(["--pipeline", p, "graph"]));

@@ -21,7 +21,8 @@ use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use object_store::buffered::BufWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::stage::UnitCounts;
@@ -57,6 +58,9 @@ pub enum DatasetError {
 const MAX_ROWS_PER_PART: usize = 1_000_000;
 /// Encoded bytes per Parquet file before rolling over.
 const MAX_BYTES_PER_PART: usize = 512 << 20;
+/// Buffered bytes before a row group is flushed: what bounds a writer's memory
+/// (64k rows of web pages would otherwise buffer ~150 MB per unit).
+const MAX_ROW_GROUP_BYTES: usize = 32 << 20;
 
 /// The folder layout of an output root.
 #[derive(Debug, Clone)]
@@ -135,10 +139,20 @@ impl PartWriter {
         if self.current.is_none() {
             let name = format!("{}-{:05}.parquet", self.prefix, self.done.len());
             let path = self.dir.join(&name).path;
-            let props = WriterProperties::builder()
+            // Document text and ids are nearly all distinct: dictionaries and
+            // min/max statistics on them cost time and buy nothing.
+            let mut props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(64 * 1024))
-                .build();
+                .set_max_row_group_row_count(Some(64 * 1024));
+            for column in ["text", "id", "excerpt"] {
+                if self.schema.column_with_name(column).is_some() {
+                    let path = ColumnPath::from(column);
+                    props = props
+                        .set_column_dictionary_enabled(path.clone(), false)
+                        .set_column_statistics_enabled(path, EnabledStatistics::None);
+                }
+            }
+            let props = props.build();
             let writer = AsyncArrowWriter::try_new(
                 BufWriter::new(self.dir.store.clone(), path),
                 self.schema.clone(),
@@ -149,6 +163,9 @@ impl PartWriter {
         if let Some((writer, _, rows)) = self.current.as_mut() {
             writer.write(batch).await?;
             *rows += batch.num_rows() as u64;
+            if writer.in_progress_size() >= MAX_ROW_GROUP_BYTES {
+                writer.flush().await?;
+            }
             if *rows as usize >= MAX_ROWS_PER_PART || writer.bytes_written() + writer.in_progress_size() >= MAX_BYTES_PER_PART {
                 self.close_current().await?;
             }

@@ -231,7 +231,7 @@ impl Engine {
                 InputRef::Location(entry) => {
                     let resolved = resolve_location(entry, &self.file.base_dir, &self.stores)
                         .await
-                        .map_err(|e: InputError| e.to_string())?;
+                        .map_err(|e: InputError| self.file.error_at(&b.decl.name, Some("inputs"), e.to_string()).to_string())?;
                     files.extend(resolved);
                 }
                 InputRef::Stage { stage, output } => {

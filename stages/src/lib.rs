@@ -1,6 +1,7 @@
 //! llamaflow's stage types. Adding a source or filter means adding one module
 //! here and one line to [`registry`].
 
+pub mod jsonl;
 pub mod read;
 pub mod sources;
 
@@ -10,5 +11,6 @@ use llamaflow_pipeline::StageRegistry;
 pub fn registry() -> StageRegistry {
     let mut registry = StageRegistry::default();
     registry.register(Box::new(sources::c4::C4Factory));
+    registry.register(Box::new(sources::github::GithubFactory));
     registry
 }

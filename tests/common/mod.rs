@@ -37,7 +37,12 @@ pub fn text(out: &Output) -> String {
 /// Copies the sample pipeline file and the sample inputs into `dir`; returns the pipeline path.
 pub fn copy_samples(dir: &Path) -> PathBuf {
     let samples = repo().join("samples");
-    copy_dir(&samples.join("c4"), &dir.join("c4"));
+    for entry in std::fs::read_dir(&samples).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() && entry.file_name() != "out" {
+            copy_dir(&entry.path(), &dir.join(entry.file_name()));
+        }
+    }
     let pipeline = dir.join("llamaflow.toml");
     std::fs::copy(samples.join("llamaflow.toml"), &pipeline).unwrap();
     pipeline

@@ -1,24 +1,19 @@
 //! The `c4` source: C4 as released (JSON lines, usually gzip, with the fields
 //! `text`, `url`, `timestamp`) into document Parquet with a `timestamp` column.
 //!
-//! The raw files are a DataFusion table ([`C4Table`]): each row is a document,
+//! The raw files are a DataFusion table ([`c4_table`]): each row is a document,
 //! or a bad record with its `quarantine_reason` set, so `sql` can query raw C4
-//! too. The stage is a scan of that table split three ways: kept, filtered
+//! too. The stage scans that table and splits it three ways: kept, filtered
 //! (`empty_text`) and quarantined.
 
 use std::borrow::Cow;
-use std::io::BufRead;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
-use arrow::compute::{filter_record_batch, is_null};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
-use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
 use llamaflow_pipeline::document::{DocumentColumnsBuilder, document_schema, excerpt};
 use llamaflow_pipeline::inputs::InputFile;
@@ -26,16 +21,10 @@ use llamaflow_pipeline::progress::Progress;
 use llamaflow_pipeline::{ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params};
 use serde::Deserialize;
 
-use crate::read::open_input;
+use crate::jsonl::{JsonRows, QUARANTINE_REASON, json_lines_table, take_good_rows};
 
 /// The `source` column value.
 const SOURCE: &str = "c4";
-/// Rows per batch handed to the writer.
-const BATCH_ROWS: usize = 4096;
-/// Text bytes per batch: far below Arrow's 2 GiB string offsets.
-const BATCH_TEXT_BYTES: usize = 32 << 20;
-/// Name of the raw table's column that marks bad records.
-pub const QUARANTINE_REASON: &str = "quarantine_reason";
 
 /// `[stages.NAME]` parameters of a `c4` stage (none yet: `type` and `inputs` are the engine's).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -61,18 +50,24 @@ impl StageFactory for C4Factory {
     }
 }
 
+fn timestamp_field() -> Field {
+    Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true)
+}
+
 /// The document schema of the `c4` dataset: core columns plus `timestamp`.
 pub fn c4_schema() -> SchemaRef {
     document_schema(vec![timestamp_field()])
 }
 
-fn timestamp_field() -> Field {
-    Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true)
-}
-
 /// The raw table's schema: the `c4` schema plus `quarantine_reason`.
 pub fn c4_raw_schema() -> SchemaRef {
     document_schema(vec![timestamp_field(), Field::new(QUARANTINE_REASON, DataType::Utf8, true)])
+}
+
+/// Raw C4 files as a DataFusion table, one partition per file; bad records
+/// are rows with `quarantine_reason` set.
+pub fn c4_table(files: Vec<InputFile>, progress: Progress) -> Result<StreamingTable, StageError> {
+    json_lines_table(files, progress, C4Rows::new)
 }
 
 /// The `c4` stage.
@@ -90,138 +85,29 @@ impl Stage for C4Stage {
     }
 
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
-        let table = C4Table::new(unit.files.clone(), ctx.progress.clone())?;
-        let frame = ctx.session.read_table(Arc::new(table))?;
-        let mut stream = frame.execute_stream().await?;
+        let table = c4_table(unit.files.clone(), ctx.progress.clone())?;
+        let mut stream = ctx.session.read_table(Arc::new(table))?.execute_stream().await?;
         let mut counts = UnitCounts::default();
         let out_schema = ctx.schema();
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            counts.rows_in += batch.num_rows() as u64;
-            ctx.progress.add_docs(batch.num_rows() as u64);
-            let reason_col = batch.num_columns() - 1;
-            let reasons = batch.column(reason_col).as_string::<i32>();
-            let good = is_null(reasons)?;
-            if good.true_count() < batch.num_rows() {
-                let files = batch.column_by_name("input_file").map(|c| c.as_string::<i32>());
-                let offsets = batch.column_by_name("input_offset").map(|c| c.as_primitive::<arrow::datatypes::UInt64Type>());
-                let texts = batch.column_by_name("text").map(|c| c.as_string::<i32>());
-                if let (Some(files), Some(offsets), Some(texts)) = (files, offsets, texts) {
-                    for row in (0..batch.num_rows()).filter(|&r| !reasons.is_null(r)) {
-                        ctx.quarantine(files.value(row), offsets.value(row), reasons.value(row), texts.value(row)).await?;
-                        counts.quarantined += 1;
-                    }
-                }
-            }
+            let good = take_good_rows(&batch?, ctx, &mut counts).await?;
             // Documents whose text is empty or blank carry nothing to train on.
-            let texts = batch.column_by_name("text").map(|c| c.as_string::<i32>());
-            let keep: BooleanArray = match texts {
-                Some(texts) => (0..batch.num_rows())
-                    .map(|r| {
-                        let ok = good.value(r);
-                        if ok && texts.value(r).trim().is_empty() {
-                            counts.filter("empty_text");
-                            Some(false)
-                        } else {
-                            Some(ok)
-                        }
-                    })
-                    .collect(),
-                None => good,
-            };
-            let kept = filter_record_batch(&batch, &keep)?;
+            let texts = good.column(out_schema.index_of("text")?).as_string::<i32>();
+            let keep: BooleanArray = texts
+                .iter()
+                .map(|t| {
+                    let blank = t.is_none_or(|t| t.trim().is_empty());
+                    if blank {
+                        counts.filter("empty_text");
+                    }
+                    Some(!blank)
+                })
+                .collect();
+            let kept = filter_record_batch(&good, &keep)?;
             counts.kept += kept.num_rows() as u64;
-            let kept = kept.project(&(0..out_schema.fields().len()).collect::<Vec<_>>())?;
-            let kept = RecordBatch::try_new(out_schema.clone(), kept.columns().to_vec())?;
-            ctx.write(&kept).await?;
+            ctx.write(&RecordBatch::try_new(out_schema.clone(), kept.columns().to_vec())?).await?;
         }
         Ok(counts)
-    }
-}
-
-/// Raw C4 files as a DataFusion table: one partition per file.
-#[derive(Debug)]
-pub struct C4Table;
-
-impl C4Table {
-    /// A streaming table over `files` (bad records carry a `quarantine_reason`).
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(files: Vec<InputFile>, progress: Progress) -> Result<StreamingTable, StageError> {
-        let schema = c4_raw_schema();
-        let partitions: Vec<Arc<dyn PartitionStream>> = files
-            .into_iter()
-            .map(|file| Arc::new(C4FilePartition { file, schema: schema.clone(), progress: progress.clone() }) as _)
-            .collect();
-        Ok(StreamingTable::try_new(schema, partitions)?)
-    }
-}
-
-#[derive(Debug)]
-struct C4FilePartition {
-    file: InputFile,
-    schema: SchemaRef,
-    progress: Progress,
-}
-
-impl PartitionStream for C4FilePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
-        let tx = builder.tx();
-        let file = self.file.clone();
-        let progress = self.progress.clone();
-        let handle = tokio::runtime::Handle::current();
-        builder.spawn_blocking(move || {
-            let mut rows = C4RowsBuilder::new();
-            let send = |rows: &mut C4RowsBuilder| -> bool {
-                let batch = rows.finish();
-                tx.blocking_send(batch.map_err(Into::into)).is_ok()
-            };
-            let opened = open_input(&file, progress, &handle).map_err(|e| {
-                datafusion::error::DataFusionError::External(Box::new(StageError::Unreadable {
-                    file: file.display.clone(),
-                    message: e.to_string(),
-                }))
-            })?;
-            let fault = opened.fault.clone();
-            let mut reader = opened.reader;
-            let mut line = Vec::with_capacity(64 << 10);
-            let mut offset: u64 = 0;
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        rows.push_line(&file, offset, &line);
-                        offset += n as u64;
-                    }
-                    Err(e) if fault.happened() => {
-                        // The store failed, not the data: fail the unit so the next run retries it.
-                        return Err(datafusion::error::DataFusionError::External(Box::new(StageError::Unreadable {
-                            file: file.display.clone(),
-                            message: format!("read failed after {offset} decompressed bytes: {e}"),
-                        })));
-                    }
-                    Err(e) => {
-                        let what = if opened.gzip { "corrupt or truncated gzip stream" } else { "unreadable input" };
-                        let reason = format!("{what} at decompressed byte {}: {e}", offset);
-                        rows.push_bad(&file, offset, &reason, &String::from_utf8_lossy(&line));
-                        break;
-                    }
-                }
-                if rows.full() && !send(&mut rows) {
-                    return Ok(());
-                }
-            }
-            if !rows.is_empty() {
-                send(&mut rows);
-            }
-            Ok(())
-        });
-        builder.build()
     }
 }
 
@@ -236,45 +122,30 @@ struct C4Line<'a> {
     timestamp: Option<Cow<'a, str>>,
 }
 
-struct C4RowsBuilder {
+/// Builds rows of the raw C4 table.
+struct C4Rows {
     docs: DocumentColumnsBuilder,
     timestamp: TimestampMicrosecondBuilder,
     reason: StringBuilder,
 }
 
-impl C4RowsBuilder {
+impl C4Rows {
     fn new() -> Self {
-        C4RowsBuilder {
+        C4Rows {
             docs: DocumentColumnsBuilder::new(SOURCE),
             timestamp: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
             reason: StringBuilder::new(),
         }
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+impl JsonRows for C4Rows {
+    fn schema(&self) -> SchemaRef {
+        c4_raw_schema()
     }
 
-    fn full(&self) -> bool {
-        self.docs.len() >= BATCH_ROWS || self.docs.text_bytes() >= BATCH_TEXT_BYTES
-    }
-
-    /// Parses one raw line (with its newline) that starts at decompressed byte `offset`.
-    fn push_line(&mut self, file: &InputFile, offset: u64, raw: &[u8]) {
-        let trimmed = raw.strip_suffix(b"\n").unwrap_or(raw);
-        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-        if trimmed.iter().all(u8::is_ascii_whitespace) {
-            return; // blank lines separate nothing and are not records
-        }
-        let text = match std::str::from_utf8(trimmed) {
-            Ok(t) => t,
-            Err(e) => {
-                let reason = format!("invalid UTF-8 at byte {} of the line", e.valid_up_to());
-                self.push_bad(file, offset, &reason, &String::from_utf8_lossy(trimmed));
-                return;
-            }
-        };
-        match serde_json::from_str::<C4Line>(text) {
+    fn push_line(&mut self, file: &InputFile, offset: u64, line: &str) {
+        match serde_json::from_str::<C4Line>(line) {
             Ok(rec) => {
                 let locator = format!("{}#{offset}", file.relative);
                 self.docs.append(&locator, rec.url.as_deref(), &rec.text, &file.display, offset);
@@ -286,7 +157,7 @@ impl C4RowsBuilder {
                 self.timestamp.append_option(ts);
                 self.reason.append_null();
             }
-            Err(e) => self.push_bad(file, offset, &format!("invalid JSON record: {e}"), text),
+            Err(e) => self.push_bad(file, offset, &format!("invalid JSON record: {e}"), line),
         }
     }
 
@@ -297,6 +168,14 @@ impl C4RowsBuilder {
         self.reason.append_value(reason);
     }
 
+    fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    fn text_bytes(&self) -> usize {
+        self.docs.text_bytes()
+    }
+
     fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
         let mut columns: Vec<ArrayRef> = self.docs.finish();
         columns.push(Arc::new(self.timestamp.finish()));
@@ -304,10 +183,10 @@ impl C4RowsBuilder {
         RecordBatch::try_new(c4_raw_schema(), columns)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Array;
     use llamaflow_pipeline::store::StoreRegistry;
     use std::io::Write;
 
@@ -332,7 +211,7 @@ mod tests {
 
     async fn scan(file: InputFile) -> Vec<RecordBatch> {
         let ctx = datafusion::prelude::SessionContext::new();
-        let table = C4Table::new(vec![file], Progress::hidden()).unwrap();
+        let table = c4_table(vec![file], Progress::hidden()).unwrap();
         ctx.read_table(Arc::new(table)).unwrap().collect().await.unwrap()
     }
 

@@ -1,3 +1,4 @@
 //! Source stages: each reads one raw format into the document columns.
 
 pub mod c4;
+pub mod github;
