@@ -93,3 +93,14 @@ fn validate_and_graph_describe_the_pipeline() {
     let out = run(llamaflow().args(["--pipeline", p, "graph"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("c4 (c4)\n  <- c4/*.json.gz"), "{}", text(&out));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = copy_samples(dir.path());
+    let out = run(llamaflow().args(["--pipeline", pipeline.to_str().unwrap(), "--log-format", "json", "run", "--stages", "c4"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).expect("a JSON log line")).collect();
+    assert!(events.iter().any(|e| e["fields"]["message"] == "stage finished" && e["fields"]["stage"] == "c4" && e["fields"]["kept"] == 10), "{stderr}");
+}

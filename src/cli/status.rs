@@ -24,8 +24,8 @@ pub async fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<Exi
     if !args.json {
         println!("output root {}", engine.root().root.url);
         println!(
-            "{:<20} {:<36} {:>12} {:>12} {:>12} {:>12}  {}",
-            "stage", "state", "in", "kept", "filtered", "quarantined", "last run"
+            "{:<20} {:<36} {:>12} {:>12} {:>12} {:>12}  last run",
+            "stage", "state", "in", "kept", "filtered", "quarantined"
         );
     }
     for stage in engine.dag().order() {

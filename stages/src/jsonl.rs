@@ -39,6 +39,10 @@ pub trait JsonRows: Send + 'static {
     fn push_bad(&mut self, file: &InputFile, offset: u64, reason: &str, raw: &str);
     /// Rows pending.
     fn len(&self) -> usize;
+    /// True when no row is pending.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Text bytes pending.
     fn text_bytes(&self) -> usize;
     /// The pending rows as a batch.
@@ -127,7 +131,7 @@ where
                     return Ok(()); // the consumer is gone
                 }
             }
-            if rows.len() > 0 {
+            if !rows.is_empty() {
                 send(&mut rows);
             }
             Ok(())

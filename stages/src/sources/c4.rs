@@ -215,7 +215,7 @@ mod tests {
         ctx.read_table(Arc::new(table)).unwrap().collect().await.unwrap()
     }
 
-    fn column<'a>(batches: &'a [RecordBatch], name: &str) -> Vec<Option<String>> {
+    fn column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
         batches
             .iter()
             .flat_map(|b| {
