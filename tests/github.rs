@@ -38,3 +38,33 @@ fn github_sample_keeps_only_permissive_code_files() {
     let long = query("SELECT count(*) FROM gh WHERE text LIKE '%Copyright%' AND strpos(text, 'Copyright') < 5", &[("gh", &gh)]);
     assert_eq!(long, ["0"], "leading copyright headers are stripped");
 }
+
+#[test]
+fn a_parquet_export_of_the_same_rows_gives_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = copy_samples(dir.path());
+    // DuckDB writes the sample rows as Parquet, as a BigQuery export would arrive.
+    std::fs::create_dir_all(dir.path().join("export")).unwrap();
+    let script = format!(
+        "import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_json('{}')) TO '{}' (FORMAT PARQUET)\")",
+        dir.path().join("github/github_files.jsonl.gz").display(),
+        dir.path().join("export/github.parquet").display()
+    );
+    let py = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let toml = std::fs::read_to_string(&pipeline).unwrap()
+        + "\n[stages.github_parquet]\ntype = \"github\"\ninputs = [\"export/*.parquet\"]\n";
+    std::fs::write(&pipeline, toml).unwrap();
+    let p = pipeline.to_str().unwrap();
+    let out = run(llamaflow().args(["--pipeline", p, "--quiet", "run", "--stages", "github,github_parquet"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let root = dir.path().join("out");
+    let (jsonl, parquet) = (manifest(&root, "github"), manifest(&root, "github_parquet"));
+    assert_eq!(jsonl["counts"], parquet["counts"]);
+    assert_eq!(parquet["counts"]["rows_in"], 584);
+    let same = query(
+        "SELECT count(*) FROM j FULL OUTER JOIN p ON j.url = p.url AND j.text = p.text WHERE j.url IS NULL OR p.url IS NULL",
+        &[("j", &root.join("datasets/github")), ("p", &root.join("datasets/github_parquet"))],
+    );
+    assert_eq!(same, ["0"], "the same files, cleaned the same way");
+}

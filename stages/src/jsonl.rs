@@ -55,16 +55,26 @@ where
     R: JsonRows,
     F: Fn() -> R + Send + Sync + 'static,
 {
+    let schema = make_rows().schema();
+    let partitions = json_lines_partitions(files, progress, make_rows);
+    Ok(StreamingTable::try_new(schema, partitions)?)
+}
+
+/// One table partition per JSON-lines file (for sources that mix formats in one table).
+pub fn json_lines_partitions<R, F>(files: Vec<InputFile>, progress: Progress, make_rows: F) -> Vec<Arc<dyn PartitionStream>>
+where
+    R: JsonRows,
+    F: Fn() -> R + Send + Sync + 'static,
+{
     let make_rows = Arc::new(make_rows);
     let schema = make_rows().schema();
-    let partitions: Vec<Arc<dyn PartitionStream>> = files
+    files
         .into_iter()
         .map(|file| {
             Arc::new(JsonLinesPartition { file, schema: schema.clone(), progress: progress.clone(), make_rows: make_rows.clone() })
                 as _
         })
-        .collect();
-    Ok(StreamingTable::try_new(schema, partitions)?)
+        .collect()
 }
 
 struct JsonLinesPartition<F> {
@@ -80,7 +90,8 @@ impl<F> std::fmt::Debug for JsonLinesPartition<F> {
     }
 }
 
-fn unreadable(file: &InputFile, message: String) -> DataFusionError {
+/// A `StageError::Unreadable` for `file`, as DataFusion carries it out of a plan.
+pub fn unreadable(file: &InputFile, message: String) -> DataFusionError {
     DataFusionError::External(Box::new(StageError::Unreadable { file: file.display.clone(), message }))
 }
 

@@ -1,6 +1,7 @@
 //! The `github` source: files exported from BigQuery's `github_repos` tables
-//! (JSON lines, gzip or plain, with `repo_name`, `path`, `content`, `license`,
-//! optionally `language`), cleaned as LLaMA did, following RedPajama-Data v1
+//! (JSON lines, gzip or plain, or Parquet — by the `.parquet` name — with
+//! `repo_name`, `path`, `content`, `license`, optionally `language`; in
+//! Parquet the record key and `input_offset` are the row number), cleaned as LLaMA did, following RedPajama-Data v1
 //! where the paper is vague:
 //!
 //! - licence: only MIT, a BSD variant or Apache-2.0 (configurable). The field
@@ -22,10 +23,24 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{DefaultParquetFileReaderFactory, ParquetFileReaderFactory};
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use object_store::ObjectStoreExt;
+use futures::future::BoxFuture;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::file::metadata::ParquetMetaData;
 use futures::StreamExt;
 use llamaflow_pipeline::document::{DocumentColumnsBuilder, document_schema, excerpt};
 use llamaflow_pipeline::inputs::InputFile;
@@ -33,7 +48,7 @@ use llamaflow_pipeline::progress::Progress;
 use llamaflow_pipeline::{ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params};
 use serde::Deserialize;
 
-use crate::jsonl::{JsonRows, QUARANTINE_REASON, json_lines_table, take_good_rows};
+use crate::jsonl::{JsonRows, QUARANTINE_REASON, json_lines_partitions, take_good_rows, unreadable};
 
 /// The `source` column value.
 const SOURCE: &str = "github";
@@ -136,9 +151,90 @@ pub fn github_raw_schema() -> SchemaRef {
     document_schema(fields)
 }
 
-/// Raw BigQuery GitHub rows as a DataFusion table, one partition per file.
+/// Raw BigQuery GitHub rows as a DataFusion table, one partition per file
+/// (JSON lines, or Parquet when the name ends in `.parquet`).
 pub fn github_table(files: Vec<InputFile>, progress: Progress) -> Result<StreamingTable, StageError> {
-    json_lines_table(files, progress, GithubRows::new)
+    let (parquet, json): (Vec<InputFile>, Vec<InputFile>) = files.into_iter().partition(|f| f.relative.ends_with(".parquet"));
+    let mut partitions = json_lines_partitions(json, progress.clone(), GithubRows::new);
+    for file in parquet {
+        partitions.push(Arc::new(GithubParquetPartition { file, progress: progress.clone(), schema: github_raw_schema() }));
+    }
+    Ok(StreamingTable::try_new(github_raw_schema(), partitions)?)
+}
+
+/// Rows per batch read from Parquet exports (file contents can be large).
+const PARQUET_BATCH_ROWS: usize = 1024;
+
+/// One Parquet export file, read through the object store.
+#[derive(Debug)]
+struct GithubParquetPartition {
+    file: InputFile,
+    progress: Progress,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for GithubParquetPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
+        let tx = builder.tx();
+        let file = self.file.clone();
+        let progress = self.progress.clone();
+        builder.spawn(async move {
+            let loc = &file.location;
+            // Listed inputs come without a size; Parquet needs it to find the footer.
+            let size = match file.size {
+                0 => loc.store.head(&loc.path).await.map_err(|e| unreadable(&file, e.to_string()))?.size,
+                n => n,
+            };
+            // DataFusion's own reader: ranged reads through the object store, never the whole file.
+            let reader = DefaultParquetFileReaderFactory::new(loc.store.clone()).create_reader(
+                0,
+                PartitionedFile::new(loc.path.to_string(), size),
+                None,
+                &ExecutionPlanMetricsSet::new(),
+            )?;
+            let mut stream = ParquetRecordBatchStreamBuilder::new(SendReader(reader))
+                .await
+                .and_then(|b| b.with_batch_size(PARQUET_BATCH_ROWS).build())
+                .map_err(|e| unreadable(&file, format!("not a readable Parquet file: {e}")))?;
+            let mut rows = GithubRows::new();
+            let mut row_number: u64 = 0;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| unreadable(&file, format!("Parquet decoding failed after row {row_number}: {e}")))?;
+                let column = |name: &str| -> Result<Option<ArrayRef>, DataFusionError> {
+                    match batch.column_by_name(name) {
+                        Some(c) => Ok(Some(arrow::compute::cast(c, &DataType::Utf8)?)),
+                        None => Ok(None),
+                    }
+                };
+                let (Some(repo), Some(path), Some(content)) = (column("repo_name")?, column("path")?, column("content")?) else {
+                    return Err(unreadable(&file, "a GitHub export needs the columns repo_name, path and content".into()));
+                };
+                let (license, language) = (column("license")?, column("language")?);
+                for r in 0..batch.num_rows() {
+                    let fields = GithubFields {
+                        repo_name: cell(Some(&repo), r),
+                        path: cell(Some(&path), r),
+                        content: cell(Some(&content), r),
+                        license: cell(license.as_ref(), r),
+                        language: cell(language.as_ref(), r),
+                    };
+                    rows.push_fields(&file, row_number, fields);
+                    row_number += 1;
+                }
+                if tx.send(rows.finish().map_err(Into::into)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            progress.add_bytes(file.size);
+            Ok(())
+        });
+        builder.build()
+    }
 }
 
 /// The `github` stage.
@@ -262,7 +358,7 @@ impl Stage for GithubStage {
             let mut cleaned = StringBuilder::new();
             let mut n_chars = arrow::array::UInt64Builder::new();
             for row in 0..good.num_rows() {
-                let license = (!arrow::array::Array::is_null(licenses, row)).then(|| licenses.value(row));
+                let license = (!licenses.is_null(row)).then(|| licenses.value(row));
                 match self.clean(paths.value(row), texts.value(row), license) {
                     Ok(text) => {
                         keep.push(row as u32);
@@ -452,16 +548,53 @@ impl LineStats {
 /// One BigQuery row; other fields (`size`, `id`, ...) are ignored.
 #[derive(Deserialize)]
 struct GithubLine<'a> {
-    #[serde(borrow)]
-    repo_name: Cow<'a, str>,
-    #[serde(borrow)]
-    path: Cow<'a, str>,
+    #[serde(borrow, default)]
+    repo_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
     #[serde(borrow)]
     content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     license: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     language: Option<Cow<'a, str>>,
+}
+
+/// DataFusion hands out `Box<dyn AsyncFileReader + Send>`, while parquet
+/// implements the trait only for the box without `Send`; forwarding through
+/// this wrapper keeps the reading task `Send`.
+struct SendReader(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for SendReader {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        self.0.get_metadata(options)
+    }
+}
+
+/// The string in row `r` of a Utf8 column, if the column exists and the cell is not null.
+fn cell(column: Option<&ArrayRef>, r: usize) -> Option<&str> {
+    let strings = column?.as_string::<i32>();
+    (!strings.is_null(r)).then(|| strings.value(r))
+}
+
+/// The fields of one row, whatever the export format.
+struct GithubFields<'a> {
+    repo_name: Option<&'a str>,
+    path: Option<&'a str>,
+    content: Option<&'a str>,
+    license: Option<&'a str>,
+    language: Option<&'a str>,
 }
 
 /// Builds rows of the raw GitHub table.
@@ -475,6 +608,24 @@ struct GithubRows {
 }
 
 impl GithubRows {
+    /// Adds one row; a row without `repo_name` or `path` cannot be named and is quarantined.
+    fn push_fields(&mut self, file: &InputFile, offset: u64, f: GithubFields) {
+        let (Some(repo_name), Some(path)) = (f.repo_name, f.path) else {
+            let raw = format!("repo_name={:?} path={:?}", f.repo_name, f.path);
+            self.push_bad(file, offset, "row without repo_name or path", &raw);
+            return;
+        };
+        let locator = format!("{}#{offset}", file.relative);
+        let url = format!("github:{repo_name}/{path}");
+        // A row without content is kept as an empty file; the `empty` rule drops it.
+        self.docs.append(&locator, Some(&url), f.content.unwrap_or(""), &file.display, offset);
+        self.repo_name.append_value(repo_name);
+        self.path.append_value(path);
+        self.license.append_option(f.license);
+        self.language.append_option(f.language);
+        self.reason.append_null();
+    }
+
     fn new() -> Self {
         GithubRows {
             docs: DocumentColumnsBuilder::new(SOURCE),
@@ -495,15 +646,14 @@ impl JsonRows for GithubRows {
     fn push_line(&mut self, file: &InputFile, offset: u64, line: &str) {
         match serde_json::from_str::<GithubLine>(line) {
             Ok(rec) => {
-                let locator = format!("{}#{offset}", file.relative);
-                let url = format!("github:{}/{}", rec.repo_name, rec.path);
-                // A row without content is kept as an empty file; the `empty` rule drops it.
-                self.docs.append(&locator, Some(&url), rec.content.as_deref().unwrap_or(""), &file.display, offset);
-                self.repo_name.append_value(&rec.repo_name);
-                self.path.append_value(&rec.path);
-                self.license.append_option(rec.license.as_deref());
-                self.language.append_option(rec.language.as_deref());
-                self.reason.append_null();
+                let fields = GithubFields {
+                    repo_name: rec.repo_name.as_deref(),
+                    path: rec.path.as_deref(),
+                    content: rec.content.as_deref(),
+                    license: rec.license.as_deref(),
+                    language: rec.language.as_deref(),
+                };
+                self.push_fields(file, offset, fields);
             }
             Err(e) => self.push_bad(file, offset, &format!("invalid JSON record: {e}"), line),
         }
@@ -610,6 +760,59 @@ mod tests {
         assert_eq!(strip_license_header("x.c", later), later);
         let docstring = "\"\"\"Module.\n\nLicensed under the Apache License.\n\"\"\"\nimport sys\n";
         assert_eq!(strip_license_header("m.py", docstring), "import sys\n");
+    }
+
+    #[tokio::test]
+    async fn parquet_exports_are_read_with_row_numbers_as_keys() {
+        use arrow::array::{LargeStringArray, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.parquet");
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            Field::new("repo_name", DataType::Utf8, true),
+            Field::new("path", DataType::Utf8, true),
+            Field::new("content", DataType::Utf8, true),
+            Field::new("license", DataType::LargeUtf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![Some("a/b"), Some("a/b"), Some("c/d")])),
+                Arc::new(StringArray::from(vec![Some("src/lib.rs"), None, Some("x.py")])),
+                Arc::new(StringArray::from(vec![Some("fn f() {}\n"), Some("x"), None])),
+                Arc::new(LargeStringArray::from(vec![Some("MIT"), Some("MIT"), None])),
+            ],
+        )
+        .unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let loc = llamaflow_pipeline::store::StoreRegistry::default().resolve(path.to_str().unwrap(), dir.path()).unwrap();
+        let file = InputFile { location: loc, relative: "export.parquet".into(), display: "github/export.parquet".into(), size: 0, version: "v".into() };
+
+        let ctx = datafusion::prelude::SessionContext::new();
+        let table = github_table(vec![file], Progress::hidden()).unwrap();
+        let batches = ctx.read_table(Arc::new(table)).unwrap().collect().await.unwrap();
+        let rows: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let col = |n: &str| b.column_by_name(n).unwrap().clone();
+                let (url, offset, reason, lic) = (col("url"), col("input_offset"), col(QUARANTINE_REASON), col("license"));
+                (0..b.num_rows())
+                    .map(|r| {
+                        let s = |a: &ArrayRef| arrow::util::display::array_value_to_string(a, r).unwrap();
+                        format!("{}|{}|{}|{}", s(&offset), s(&url), s(&lic), s(&reason))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "0|github:a/b/src/lib.rs|MIT|",
+                "1|||row without repo_name or path",
+                "2|github:c/d/x.py||",
+            ]
+        );
     }
 
     #[test]
