@@ -81,25 +81,44 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         }
         None => (t, 1),
     };
-    let n: f64 = num.trim().parse().map_err(|_| format!("`{text}` is not a size such as 4G"))?;
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 4G"))?;
     Ok((n * mult as f64) as usize)
 }
 
 fn init_logging(global: &GlobalArgs) {
-    let default = if global.quiet { "warn" } else { "info,datafusion=warn,object_store=warn" };
+    let default = if global.quiet {
+        "warn"
+    } else {
+        "info,datafusion=warn,object_store=warn"
+    };
     let filter = EnvFilter::try_from_env("LLAMAFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let registry = tracing_subscriber::registry().with(filter);
     match (global.log_format, global.quiet) {
         (LogFormat::Json, _) => {
-            registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init();
+            registry
+                .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+                .init();
         }
         (LogFormat::Text, true) => {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false)).init();
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_target(false),
+                )
+                .init();
         }
         (LogFormat::Text, false) => {
             let bars = tracing_indicatif::IndicatifLayer::new();
             registry
-                .with(tracing_subscriber::fmt::layer().with_writer(bars.get_stderr_writer()).with_target(false))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(bars.get_stderr_writer())
+                        .with_target(false),
+                )
                 .with(bars)
                 .init();
         }

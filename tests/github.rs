@@ -13,14 +13,22 @@ fn github_sample_keeps_only_permissive_code_files() {
     let out = run(llamaflow().args(["--pipeline", p, "--quiet", "run", "--stages", "github"]));
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.lines().any(|l| l.starts_with("c4 ")), "--stages github runs github alone: {stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("c4 ")),
+        "--stages github runs github alone: {stdout}"
+    );
 
     let m = manifest(&dir.path().join("out"), "github");
     let c = &m["counts"];
     assert_eq!(c["rows_in"], 584, "{c}");
     assert_eq!(c["quarantined"], 0, "{c}");
     assert_eq!(c["filtered"]["license_not_allowed"], 215, "the GPL rows: {c}");
-    let filtered: u64 = c["filtered"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let filtered: u64 = c["filtered"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(c["kept"].as_u64().unwrap() + filtered, 584, "{c}");
 
     let gh = dir.path().join("out/datasets/github");
@@ -35,7 +43,10 @@ fn github_sample_keeps_only_permissive_code_files() {
     );
     let kept = c["kept"].as_u64().unwrap();
     assert_eq!(rows, [format!("{kept}|0|0|{kept}|{kept}|{kept}")]);
-    let long = query("SELECT count(*) FROM gh WHERE text LIKE '%Copyright%' AND strpos(text, 'Copyright') < 5", &[("gh", &gh)]);
+    let long = query(
+        "SELECT count(*) FROM gh WHERE text LIKE '%Copyright%' AND strpos(text, 'Copyright') < 5",
+        &[("gh", &gh)],
+    );
     assert_eq!(long, ["0"], "leading copyright headers are stripped");
 }
 
@@ -50,7 +61,10 @@ fn a_parquet_export_of_the_same_rows_gives_the_same_result() {
         dir.path().join("github/github_files.jsonl.gz").display(),
         dir.path().join("export/github.parquet").display()
     );
-    let py = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    let py = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
     let toml = std::fs::read_to_string(&pipeline).unwrap()
         + "\n[stages.github_parquet]\ntype = \"github\"\ninputs = [\"export/*.parquet\"]\n";
@@ -64,7 +78,10 @@ fn a_parquet_export_of_the_same_rows_gives_the_same_result() {
     assert_eq!(parquet["counts"]["rows_in"], 584);
     let same = query(
         "SELECT count(*) FROM j FULL OUTER JOIN p ON j.url = p.url AND j.text = p.text WHERE j.url IS NULL OR p.url IS NULL",
-        &[("j", &root.join("datasets/github")), ("p", &root.join("datasets/github_parquet"))],
+        &[
+            ("j", &root.join("datasets/github")),
+            ("p", &root.join("datasets/github_parquet")),
+        ],
     );
     assert_eq!(same, ["0"], "the same files, cleaned the same way");
 }

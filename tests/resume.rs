@@ -21,11 +21,17 @@ fn big_inputs(dir: &std::path::Path, files: usize, docs_per_file: usize) {
             .collect();
         write_gz(&dir.join(format!("c4/part-{f:03}.json.gz")), &docs);
     }
-    std::fs::write(dir.join("llamaflow.toml"), "[output]\nroot = \"out\"\n[stages.c4]\ntype = \"c4\"\ninputs = [\"c4/*.json.gz\"]\n").unwrap();
+    std::fs::write(
+        dir.join("llamaflow.toml"),
+        "[output]\nroot = \"out\"\n[stages.c4]\ntype = \"c4\"\ninputs = [\"c4/*.json.gz\"]\n",
+    )
+    .unwrap();
 }
 
 fn commits(root: &std::path::Path) -> usize {
-    std::fs::read_dir(root.join("datasets/c4/_commits")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(root.join("datasets/c4/_commits"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -37,18 +43,37 @@ fn killed_run_resumes_to_the_same_documents() {
     let p = p.to_str().unwrap();
 
     // The reference: one uninterrupted run.
-    let out = run(llamaflow().args(["--pipeline", p, "--quiet", "--output", dir.path().join("ref").to_str().unwrap(), "run"]));
+    let out = run(llamaflow().args([
+        "--pipeline",
+        p,
+        "--quiet",
+        "--output",
+        dir.path().join("ref").to_str().unwrap(),
+        "run",
+    ]));
     assert!(out.status.success(), "{}", text(&out));
 
     // The victim: killed once a few units are committed, before all are.
     let victim = dir.path().join("victim");
     let mut child = llamaflow()
-        .args(["--pipeline", p, "--quiet", "--jobs", "1", "--output", victim.to_str().unwrap(), "run"])
+        .args([
+            "--pipeline",
+            p,
+            "--quiet",
+            "--jobs",
+            "1",
+            "--output",
+            victim.to_str().unwrap(),
+            "run",
+        ])
         .spawn()
         .unwrap();
     let start = Instant::now();
     while commits(&victim) < 3 {
-        assert!(child.try_wait().unwrap().is_none(), "the run finished before it could be killed: make the inputs bigger");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed: make the inputs bigger"
+        );
         assert!(start.elapsed() < Duration::from_secs(120), "no unit committed in 120 s");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -57,9 +82,24 @@ fn killed_run_resumes_to_the_same_documents() {
     let committed_at_kill = commits(&victim);
     assert!(committed_at_kill < files, "every unit was committed before the kill");
 
-    let out = run(llamaflow().args(["--pipeline", p, "--quiet", "--output", victim.to_str().unwrap(), "status"]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("partial ("), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("never finished (killed?)"), "{}", text(&out));
+    let out = run(llamaflow().args([
+        "--pipeline",
+        p,
+        "--quiet",
+        "--output",
+        victim.to_str().unwrap(),
+        "status",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("partial ("),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("never finished (killed?)"),
+        "{}",
+        text(&out)
+    );
 
     let out = run(llamaflow().args(["--pipeline", p, "--quiet", "--output", victim.to_str().unwrap(), "run"]));
     assert!(out.status.success(), "{}", text(&out));
@@ -73,13 +113,23 @@ fn killed_run_resumes_to_the_same_documents() {
     assert_eq!(reference, [format!("{0}|{0}", files * 400)]);
     assert_eq!(resumed, reference);
     let ids = "SELECT count(*) FROM a FULL OUTER JOIN b ON a.id = b.id WHERE a.id IS NULL OR b.id IS NULL";
-    let diff = query(ids, &[("a", &dir.path().join("ref/datasets/c4")), ("b", &victim.join("datasets/c4"))]);
+    let diff = query(
+        ids,
+        &[
+            ("a", &dir.path().join("ref/datasets/c4")),
+            ("b", &victim.join("datasets/c4")),
+        ],
+    );
     assert_eq!(diff, ["0"], "the resumed run's ids differ from the reference's");
 
     // Nothing but the manifest's files is left in the dataset folder.
     let m = manifest(&victim, "c4");
-    let listed: std::collections::BTreeSet<String> =
-        m["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect();
+    let listed: std::collections::BTreeSet<String> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
     let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(victim.join("datasets/c4"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

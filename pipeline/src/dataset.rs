@@ -16,10 +16,10 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
-use object_store::buffered::BufWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -118,7 +118,14 @@ pub struct PartWriter {
 impl PartWriter {
     /// A writer for dataset `dataset` in folder `dir`, naming parts `<prefix>-<seq>.parquet`.
     pub fn new(dir: Location, dataset: String, prefix: String, schema: SchemaRef) -> Self {
-        PartWriter { dir, dataset, prefix, schema, current: None, done: Vec::new() }
+        PartWriter {
+            dir,
+            dataset,
+            prefix,
+            schema,
+            current: None,
+            done: Vec::new(),
+        }
     }
 
     /// The dataset this writer writes.
@@ -166,7 +173,9 @@ impl PartWriter {
             if writer.in_progress_size() >= MAX_ROW_GROUP_BYTES {
                 writer.flush().await?;
             }
-            if *rows as usize >= MAX_ROWS_PER_PART || writer.bytes_written() + writer.in_progress_size() >= MAX_BYTES_PER_PART {
+            if *rows as usize >= MAX_ROWS_PER_PART
+                || writer.bytes_written() + writer.in_progress_size() >= MAX_BYTES_PER_PART
+            {
                 self.close_current().await?;
             }
         }
@@ -272,7 +281,11 @@ pub fn manifest_columns(schema: &SchemaRef) -> Vec<ManifestColumn> {
     schema
         .fields()
         .iter()
-        .map(|f| ManifestColumn { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
+        .map(|f| ManifestColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
         .collect()
 }
 
@@ -283,7 +296,10 @@ pub async fn read_json<T: for<'de> Deserialize<'de>>(loc: &Location) -> Result<O
             let bytes = res.bytes().await?;
             serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|source| DatasetError::Json { path: loc.url.to_string(), source })
+                .map_err(|source| DatasetError::Json {
+                    path: loc.url.to_string(),
+                    source,
+                })
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -292,7 +308,10 @@ pub async fn read_json<T: for<'de> Deserialize<'de>>(loc: &Location) -> Result<O
 
 /// Writes a JSON record atomically (one put), replacing any previous one.
 pub async fn write_json<T: Serialize>(loc: &Location, value: &T) -> Result<(), DatasetError> {
-    let mut bytes = serde_json::to_vec(value).map_err(|source| DatasetError::Json { path: loc.url.to_string(), source })?;
+    let mut bytes = serde_json::to_vec(value).map_err(|source| DatasetError::Json {
+        path: loc.url.to_string(),
+        source,
+    })?;
     bytes.push(b'\n');
     loc.store.put(&loc.path, PutPayload::from(Bytes::from(bytes))).await?;
     Ok(())

@@ -8,8 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sha2::{Digest, Sha256};
 
 /// Names of the core document columns, in their fixed order.
-pub const DOCUMENT_COLUMNS: [&str; 7] =
-    ["id", "source", "url", "text", "n_chars", "input_file", "input_offset"];
+pub const DOCUMENT_COLUMNS: [&str; 7] = ["id", "source", "url", "text", "n_chars", "input_file", "input_offset"];
 
 /// The core document fields, in order; sources append their own after these.
 pub fn document_fields() -> Vec<Field> {
@@ -89,14 +88,7 @@ impl DocumentColumnsBuilder {
     }
 
     /// Appends one document; `locator` is the id's locator (see [`document_id`]).
-    pub fn append(
-        &mut self,
-        locator: &str,
-        url: Option<&str>,
-        text: &str,
-        input_file: &str,
-        input_offset: u64,
-    ) {
+    pub fn append(&mut self, locator: &str, url: Option<&str>, text: &str, input_file: &str, input_offset: u64) {
         self.id.append_value(document_id(&self.source, locator));
         self.source_col.append_value(&self.source);
         self.url.append_option(url);

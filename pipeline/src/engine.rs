@@ -15,8 +15,8 @@ use tracing::{Instrument, info, warn};
 
 use crate::dag::Dag;
 use crate::dataset::{
-    DatasetError, DatasetManifest, ManifestFile, OutputRoot, PartWriter, UnitCommit, dataset_name,
-    delete_unlisted, manifest_columns, read_commits, read_json, write_json,
+    DatasetError, DatasetManifest, ManifestFile, OutputRoot, PartWriter, UnitCommit, dataset_name, delete_unlisted,
+    manifest_columns, read_commits, read_json, write_json,
 };
 use crate::inputs::{InputError, InputFile, resolve_location};
 use crate::ledger::{Ledger, RunRecord, StageRecord, UnitRecord};
@@ -128,7 +128,9 @@ pub struct RunSummary {
 impl RunSummary {
     /// True when no stage failed or was skipped for an upstream failure.
     pub fn succeeded(&self) -> bool {
-        self.stages.iter().all(|s| s.record.status == "succeeded" || s.record.status == "up_to_date")
+        self.stages
+            .iter()
+            .all(|s| s.record.status == "succeeded" || s.record.status == "up_to_date")
     }
 }
 
@@ -164,31 +166,64 @@ impl Engine {
                     .error_at(
                         &decl.name,
                         Some("type"),
-                        format!("unknown stage type `{}` (known: {})", decl.type_name, registry.type_names().join(", ")),
+                        format!(
+                            "unknown stage type `{}` (known: {})",
+                            decl.type_name,
+                            registry.type_names().join(", ")
+                        ),
                     )
                     .into());
             };
-            let stage = factory.build(decl).map_err(|e| file.error_at(&decl.name, e.key.as_deref(), e.message))?;
+            let stage = factory
+                .build(decl)
+                .map_err(|e| file.error_at(&decl.name, e.key.as_deref(), e.message))?;
             for input in &decl.inputs {
-                if let InputRef::Stage { stage: up, output: Some(out) } = input {
-                    let upstream_outputs = stages
-                        .get(up)
-                        .map(|b: &BuiltStage| b.stage.named_outputs().into_iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>());
+                if let InputRef::Stage {
+                    stage: up,
+                    output: Some(out),
+                } = input
+                {
+                    let upstream_outputs = stages.get(up).map(|b: &BuiltStage| {
+                        b.stage
+                            .named_outputs()
+                            .into_iter()
+                            .map(|(n, _)| n.to_string())
+                            .collect::<Vec<_>>()
+                    });
                     if let Some(outs) = upstream_outputs
                         && !outs.contains(out)
                     {
                         return Err(file
-                            .error_at(&decl.name, Some("inputs"), format!("stage `{up}` has no output named `{out}`"))
+                            .error_at(
+                                &decl.name,
+                                Some("inputs"),
+                                format!("stage `{up}` has no output named `{out}`"),
+                            )
                             .into());
                     }
                 }
             }
-            stages.insert(decl.name.clone(), BuiltStage { decl: decl.clone(), stage });
+            stages.insert(
+                decl.name.clone(),
+                BuiltStage {
+                    decl: decl.clone(),
+                    stage,
+                },
+            );
         }
         let stores = StoreRegistry::default();
         let root_text = output_override.unwrap_or(&file.output_root);
-        let root = OutputRoot { root: stores.resolve(root_text, &file.base_dir)? };
-        Ok(Engine { file: Arc::new(file), dag: Arc::new(dag), stages: Arc::new(stages), stores, root, session })
+        let root = OutputRoot {
+            root: stores.resolve(root_text, &file.base_dir)?,
+        };
+        Ok(Engine {
+            file: Arc::new(file),
+            dag: Arc::new(dag),
+            stages: Arc::new(stages),
+            stores,
+            root,
+            session,
+        })
     }
 
     /// The pipeline file.
@@ -208,18 +243,29 @@ impl Engine {
 
     /// Each stage's type, by name.
     pub fn stage_types(&self) -> BTreeMap<String, String> {
-        self.stages.iter().map(|(k, b)| (k.clone(), b.decl.type_name.clone())).collect()
+        self.stages
+            .iter()
+            .map(|(k, b)| (k.clone(), b.decl.type_name.clone()))
+            .collect()
     }
 
     fn built(&self, stage: &str) -> Result<&BuiltStage, EngineError> {
-        self.stages.get(stage).ok_or_else(|| EngineError::Selection(format!("no stage named `{stage}`")))
+        self.stages
+            .get(stage)
+            .ok_or_else(|| EngineError::Selection(format!("no stage named `{stage}`")))
     }
 
     /// The config fingerprint: type, code version, parameters and inputs as written.
     fn config_fingerprint(&self, b: &BuiltStage) -> String {
         let params = serde_json::to_string(&b.decl.params).unwrap_or_default();
         let inputs: Vec<String> = b.decl.inputs.iter().map(ToString::to_string).collect();
-        let text = format!("{}\0{}\0{}\0{}", b.decl.type_name, b.stage.version(), params, inputs.join("\0"));
+        let text = format!(
+            "{}\0{}\0{}\0{}",
+            b.decl.type_name,
+            b.stage.version(),
+            params,
+            inputs.join("\0")
+        );
         hex::encode(&Sha256::digest(text.as_bytes())[..16])
     }
 
@@ -231,7 +277,11 @@ impl Engine {
                 InputRef::Location(entry) => {
                     let resolved = resolve_location(entry, &self.file.base_dir, &self.stores)
                         .await
-                        .map_err(|e: InputError| self.file.error_at(&b.decl.name, Some("inputs"), e.to_string()).to_string())?;
+                        .map_err(|e: InputError| {
+                            self.file
+                                .error_at(&b.decl.name, Some("inputs"), e.to_string())
+                                .to_string()
+                        })?;
                     files.extend(resolved);
                 }
                 InputRef::Stage { stage, output } => {
@@ -240,7 +290,9 @@ impl Engine {
                     let manifest = read_json::<DatasetManifest>(&dir.join("_manifest.json"))
                         .await
                         .map_err(|e| e.to_string())?;
-                    let Some(manifest) = manifest else { return Ok(Err(stage.clone())) };
+                    let Some(manifest) = manifest else {
+                        return Ok(Err(stage.clone()));
+                    };
                     for f in manifest.files {
                         files.push(InputFile {
                             location: dir.join(&f.name),
@@ -288,7 +340,9 @@ impl Engine {
         if !force {
             for commit in read_commits(&self.root, stage).await.map_err(|e| e.to_string())? {
                 let valid = commit.config_fingerprint == config_fingerprint
-                    && current.get(&commit.unit_hash).is_some_and(|u| u.fingerprint == commit.unit_fingerprint);
+                    && current
+                        .get(&commit.unit_hash)
+                        .is_some_and(|u| u.fingerprint == commit.unit_fingerprint);
                 if valid {
                     reusable.insert(commit.unit_hash.clone(), commit);
                 }
@@ -298,9 +352,14 @@ impl Engine {
             Some(m) if m.config_fingerprint == config_fingerprint && m.inputs_fingerprint == inputs_fingerprint => {
                 StageState::UpToDate
             }
-            Some(m) if m.config_fingerprint != config_fingerprint => StageState::Stale("its configuration changed".into()),
+            Some(m) if m.config_fingerprint != config_fingerprint => {
+                StageState::Stale("its configuration changed".into())
+            }
             Some(_) => StageState::Stale("its inputs changed".into()),
-            None if !reusable.is_empty() => StageState::Partial { committed: reusable.len(), total: units.len() },
+            None if !reusable.is_empty() => StageState::Partial {
+                committed: reusable.len(),
+                total: units.len(),
+            },
             None => StageState::NeverRun,
         };
         Ok(StagePlan {
@@ -363,7 +422,13 @@ impl Engine {
                     };
                     ledger.stage(&record).await?;
                     warn!(stage = %stage, "skipped: upstream `{up}` did not succeed");
-                    outcomes.insert(stage.clone(), StageOutcome { record, failed_units: Vec::new() });
+                    outcomes.insert(
+                        stage.clone(),
+                        StageOutcome {
+                            record,
+                            failed_units: Vec::new(),
+                        },
+                    );
                     continue;
                 }
                 let engine = self.clone();
@@ -377,7 +442,10 @@ impl Engine {
                 }
                 // Nothing running but stages pending: only possible if an upstream
                 // outside the selection is missing, which run_stage reports.
-                return Err(EngineError::Selection(format!("cannot schedule: {}", pending.join(", "))));
+                return Err(EngineError::Selection(format!(
+                    "cannot schedule: {}",
+                    pending.join(", ")
+                )));
             }
             match running.join_next().await {
                 Some(Ok((stage, outcome))) => {
@@ -390,8 +458,7 @@ impl Engine {
             }
         }
 
-        let stages: Vec<StageOutcome> =
-            selected.iter().filter_map(|s| outcomes.remove(s)).collect();
+        let stages: Vec<StageOutcome> = selected.iter().filter_map(|s| outcomes.remove(s)).collect();
         for s in &stages {
             if s.record.status == "failed" || s.record.status == "skipped" {
                 run_record.failures.push(format!(
@@ -403,25 +470,48 @@ impl Engine {
         }
         run_record.finished_at = Some(chrono::Utc::now().to_rfc3339());
         let summary = RunSummary { run_id, stages };
-        run_record.status = if summary.succeeded() { "succeeded".into() } else { "failed".into() };
+        run_record.status = if summary.succeeded() {
+            "succeeded".into()
+        } else {
+            "failed".into()
+        };
         ledger.finish(&run_record).await?;
         Ok(summary)
     }
 
-    async fn run_stage(&self, stage: String, force: bool, jobs: Arc<Semaphore>, ledger: Ledger) -> (String, StageOutcome) {
+    async fn run_stage(
+        &self,
+        stage: String,
+        force: bool,
+        jobs: Arc<Semaphore>,
+        ledger: Ledger,
+    ) -> (String, StageOutcome) {
         let started = Instant::now();
         let b = match self.built(&stage) {
             Ok(b) => b,
-            Err(e) => return (stage.clone(), self.failed_outcome(&ledger, &stage, "", e.to_string(), started).await),
+            Err(e) => {
+                return (
+                    stage.clone(),
+                    self.failed_outcome(&ledger, &stage, "", e.to_string(), started).await,
+                );
+            }
         };
         let type_name = b.decl.type_name.clone();
         let plan = match self.plan(&stage, force).await {
             Ok(p) => p,
-            Err(e) => return (stage.clone(), self.failed_outcome(&ledger, &stage, &type_name, e, started).await),
+            Err(e) => {
+                return (
+                    stage.clone(),
+                    self.failed_outcome(&ledger, &stage, &type_name, e, started).await,
+                );
+            }
         };
         if let StageState::Waiting(up) = &plan.state {
             let msg = format!("upstream stage `{up}` has no committed output (run it first, or drop --no-deps)");
-            return (stage.clone(), self.failed_outcome(&ledger, &stage, &type_name, msg, started).await);
+            return (
+                stage.clone(),
+                self.failed_outcome(&ledger, &stage, &type_name, msg, started).await,
+            );
         }
         if plan.state == StageState::UpToDate && !force {
             info!(stage = %stage, "up to date, skipped");
@@ -437,18 +527,34 @@ impl Engine {
                 ..Default::default()
             };
             let _ = ledger.stage(&record).await.map_err(|e| warn!("ledger: {e}"));
-            return (stage, StageOutcome { record, failed_units: Vec::new() });
+            return (
+                stage,
+                StageOutcome {
+                    record,
+                    failed_units: Vec::new(),
+                },
+            );
         }
 
-        let pending: Vec<WorkUnit> =
-            plan.units.iter().filter(|u| !plan.reusable.contains_key(&u.hash())).cloned().collect();
+        let pending: Vec<WorkUnit> = plan
+            .units
+            .iter()
+            .filter(|u| !plan.reusable.contains_key(&u.hash()))
+            .cloned()
+            .collect();
         let total_bytes: u64 = pending.iter().map(WorkUnit::bytes).sum();
         let progress = Progress::for_stage(&stage, total_bytes, pending.len());
         info!(stage = %stage, units = plan.units.len(), pending = pending.len(), reused = plan.reusable.len(), "running");
 
         let session = match self.session.build() {
             Ok(s) => s,
-            Err(e) => return (stage.clone(), self.failed_outcome(&ledger, &stage, &type_name, e.to_string(), started).await),
+            Err(e) => {
+                return (
+                    stage.clone(),
+                    self.failed_outcome(&ledger, &stage, &type_name, e.to_string(), started)
+                        .await,
+                );
+            }
         };
         // Parts left by interrupted attempts, found with one listing per folder
         // (not one per unit: a CommonCrawl stage has ~90k units).
@@ -456,7 +562,13 @@ impl Engine {
         for dir in self.output_dirs(b, &stage) {
             let names = match crate::dataset::list_names(&dir).await {
                 Ok(n) => n,
-                Err(e) => return (stage.clone(), self.failed_outcome(&ledger, &stage, &type_name, e.to_string(), started).await),
+                Err(e) => {
+                    return (
+                        stage.clone(),
+                        self.failed_outcome(&ledger, &stage, &type_name, e.to_string(), started)
+                            .await,
+                    );
+                }
             };
             for (name, path) in names {
                 if let Some(hash) = name.strip_prefix("part-").and_then(|r| r.split('-').next()) {
@@ -561,7 +673,11 @@ impl Engine {
                 "{} of {} units failed: {}",
                 failed_units.len(),
                 plan.units.len(),
-                failed_units.iter().map(|(u, e)| format!("{u}: {e}")).collect::<Vec<_>>().join("; ")
+                failed_units
+                    .iter()
+                    .map(|(u, e)| format!("{u}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         record.duration_s = started.elapsed().as_secs_f64();
@@ -575,14 +691,24 @@ impl Engine {
 
     /// The dataset folders a stage writes: main, quarantine, named outputs.
     fn output_dirs(&self, b: &BuiltStage, stage: &str) -> Vec<Location> {
-        let mut dirs = vec![self.root.dataset(stage), self.root.dataset(&dataset_name(stage, Some("quarantine")))];
+        let mut dirs = vec![
+            self.root.dataset(stage),
+            self.root.dataset(&dataset_name(stage, Some("quarantine"))),
+        ];
         for (name, _) in b.stage.named_outputs() {
             dirs.push(self.root.dataset(&dataset_name(stage, Some(name))));
         }
         dirs
     }
 
-    async fn failed_outcome(&self, ledger: &Ledger, stage: &str, type_name: &str, error: String, started: Instant) -> StageOutcome {
+    async fn failed_outcome(
+        &self,
+        ledger: &Ledger,
+        stage: &str,
+        type_name: &str,
+        error: String,
+        started: Instant,
+    ) -> StageOutcome {
         warn!(stage = %stage, "failed: {error}");
         let record = StageRecord {
             run_id: ledger.run_id().to_string(),
@@ -595,7 +721,10 @@ impl Engine {
             ..Default::default()
         };
         let _ = ledger.stage(&record).await.map_err(|e| warn!("ledger: {e}"));
-        StageOutcome { record, failed_units: Vec::new() }
+        StageOutcome {
+            record,
+            failed_units: Vec::new(),
+        }
     }
 
     /// Once every unit is committed: drop what no current unit owns, then write
@@ -617,9 +746,10 @@ impl Engine {
                 let _ = commits_dir.store.delete(&path).await;
             }
         }
-        let mut outputs: Vec<(String, arrow::datatypes::SchemaRef)> = vec![
-            (dataset_name(stage, Some("quarantine")), crate::document::quarantine_schema()),
-        ];
+        let mut outputs: Vec<(String, arrow::datatypes::SchemaRef)> = vec![(
+            dataset_name(stage, Some("quarantine")),
+            crate::document::quarantine_schema(),
+        )];
         for (name, schema) in b.stage.named_outputs() {
             outputs.push((dataset_name(stage, Some(name)), schema));
         }
@@ -643,7 +773,10 @@ impl Engine {
                         rows: part.rows,
                         bytes: part.bytes,
                         unit: unit.key.clone(),
-                        fingerprint: short_hash(&format!("{}\0{}\0{}", plan.config_fingerprint, c.unit_fingerprint, part.name)),
+                        fingerprint: short_hash(&format!(
+                            "{}\0{}\0{}",
+                            plan.config_fingerprint, c.unit_fingerprint, part.name
+                        )),
                     });
                 }
             }
@@ -695,7 +828,10 @@ impl StageTaskContext {
         let mut named = BTreeMap::new();
         for (name, schema) in self.stage_impl.named_outputs() {
             let ds = dataset_name(&self.stage, Some(name));
-            named.insert(name.to_string(), PartWriter::new(self.root.dataset(&ds), ds, prefix.clone(), schema));
+            named.insert(
+                name.to_string(),
+                PartWriter::new(self.root.dataset(&ds), ds, prefix.clone(), schema),
+            );
         }
         // Leftovers of an interrupted attempt at this unit are removed first, so
         // a redo with fewer parts leaves nothing stale behind.
@@ -713,7 +849,11 @@ impl StageTaskContext {
             PartWriter::new(q_dir, q_name, prefix.clone(), crate::document::quarantine_schema()),
             named,
         );
-        let counts = self.stage_impl.run_unit(unit, &mut ctx).await.map_err(|e| e.to_string())?;
+        let counts = self
+            .stage_impl
+            .run_unit(unit, &mut ctx)
+            .await
+            .map_err(|e| e.to_string())?;
         if !counts.reconciles() {
             return Err(format!(
                 "counts do not reconcile: {} in, {} kept + {} filtered + {} quarantined",

@@ -84,7 +84,10 @@ pub async fn resolve_location(
     };
     let base_text = if written_base.is_empty() { "." } else { written_base };
     let base = stores.resolve(base_text, base_dir)?;
-    let read_err = |source| InputError::Read { entry: entry.to_string(), source };
+    let read_err = |source| InputError::Read {
+        entry: entry.to_string(),
+        source,
+    };
 
     let Some(pattern) = pattern else {
         // A plain path: one object, or every object under it when it is a folder.
@@ -103,7 +106,11 @@ pub async fn resolve_location(
             Err(e) => return Err(read_err(e)),
         }
         let files = list_under(&base, entry, written_base, None).await?;
-        return if files.is_empty() { Err(InputError::NoMatch(entry.to_string())) } else { Ok(files) };
+        return if files.is_empty() {
+            Err(InputError::NoMatch(entry.to_string()))
+        } else {
+            Ok(files)
+        };
     };
     let glob = glob::Pattern::new(pattern).map_err(|e| InputError::BadGlob(entry.to_string(), e.to_string()))?;
     let files = list_under(&base, entry, written_base, Some(&glob)).await?;
@@ -119,18 +126,28 @@ async fn list_under(
     written_base: &str,
     glob: Option<&glob::Pattern>,
 ) -> Result<Vec<InputFile>, InputError> {
-    let metas: Vec<object_store::ObjectMeta> = base
-        .store
-        .list(Some(&base.path))
-        .try_collect()
-        .await
-        .map_err(|source| InputError::Read { entry: entry.to_string(), source })?;
+    let metas: Vec<object_store::ObjectMeta> =
+        base.store
+            .list(Some(&base.path))
+            .try_collect()
+            .await
+            .map_err(|source| InputError::Read {
+                entry: entry.to_string(),
+                source,
+            })?;
     let prefix = base.path.as_ref();
-    let options = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
     let mut files = Vec::new();
     for meta in metas {
         let full = meta.location.as_ref();
-        let relative = full.strip_prefix(prefix).unwrap_or(full).trim_start_matches('/').to_string();
+        let relative = full
+            .strip_prefix(prefix)
+            .unwrap_or(full)
+            .trim_start_matches('/')
+            .to_string();
         // Hidden and underscore files are bookkeeping (ours or other tools'), never data.
         if relative.split('/').any(|p| p.starts_with('.') || p.starts_with('_')) {
             continue;
@@ -140,7 +157,11 @@ async fn list_under(
         {
             continue;
         }
-        let sep = if written_base.is_empty() || written_base.ends_with('/') { "" } else { "/" };
+        let sep = if written_base.is_empty() || written_base.ends_with('/') {
+            ""
+        } else {
+            "/"
+        };
         files.push(InputFile {
             location: base.with_path(meta.location.clone()),
             display: format!("{written_base}{sep}{relative}"),
@@ -159,7 +180,10 @@ async fn resolve_listing(
     stores: &StoreRegistry,
 ) -> Result<Vec<InputFile>, InputError> {
     let listing = stores.resolve(entry, base_dir)?;
-    let read_err = |source| InputError::Read { entry: entry.to_string(), source };
+    let read_err = |source| InputError::Read {
+        entry: entry.to_string(),
+        source,
+    };
     let result = listing.store.get(&listing.path).await.map_err(read_err)?;
     let listing_version = version_of(&result.meta);
     let bytes = result.bytes().await.map_err(read_err)?;
@@ -169,14 +193,21 @@ async fn resolve_listing(
     } else {
         (&bytes[..]).read_to_string(&mut text)
     };
-    decoded.map_err(|e| InputError::Listing { entry: entry.to_string(), message: e.to_string() })?;
+    decoded.map_err(|e| InputError::Listing {
+        entry: entry.to_string(),
+        message: e.to_string(),
+    })?;
     // Relative listed paths resolve against the listing file's folder.
     let listing_dir = listing.url.join(".").map_err(|e| InputError::Listing {
         entry: entry.to_string(),
         message: e.to_string(),
     })?;
     let mut files = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let url = if has_scheme(line) {
             parse_location(line, base_dir)?
         } else {
@@ -205,7 +236,11 @@ async fn resolve_listing(
 fn version_of(meta: &object_store::ObjectMeta) -> String {
     match &meta.e_tag {
         Some(tag) => format!("etag:{tag}"),
-        None => format!("size:{};mtime:{}", meta.size, meta.last_modified.timestamp_nanos_opt().unwrap_or_default()),
+        None => format!(
+            "size:{};mtime:{}",
+            meta.size,
+            meta.last_modified.timestamp_nanos_opt().unwrap_or_default()
+        ),
     }
 }
 
@@ -245,7 +280,13 @@ mod tests {
         let one = resolve_location("c4/a.json.gz", d, &stores).await.unwrap();
         assert_eq!(one[0].relative, "a.json.gz");
 
-        assert!(matches!(resolve_location("c4/*.parquet", d, &stores).await, Err(InputError::NoMatch(_))));
-        assert!(matches!(resolve_location("missing/x", d, &stores).await, Err(InputError::NoMatch(_))));
+        assert!(matches!(
+            resolve_location("c4/*.parquet", d, &stores).await,
+            Err(InputError::NoMatch(_))
+        ));
+        assert!(matches!(
+            resolve_location("missing/x", d, &stores).await,
+            Err(InputError::NoMatch(_))
+        ));
     }
 }

@@ -134,20 +134,33 @@ impl Ledger {
 
     /// Records a stage outcome (`ledger/stages/<run>.<stage>.json`).
     pub async fn stage(&self, record: &StageRecord) -> Result<(), DatasetError> {
-        self.create(&format!("stages/{}.{}.json", self.run_id, record.stage), record).await
+        self.create(&format!("stages/{}.{}.json", self.run_id, record.stage), record)
+            .await
     }
 
     /// Records a unit attempt (`ledger/units/<run>.<stage>.<unit hash>.json`).
     pub async fn unit(&self, unit_hash: &str, record: &UnitRecord) -> Result<(), DatasetError> {
-        self.create(&format!("units/{}.{}.{}.json", self.run_id, record.stage, unit_hash), record).await
+        self.create(
+            &format!("units/{}.{}.{}.json", self.run_id, record.stage, unit_hash),
+            record,
+        )
+        .await
     }
 
     async fn create<T: Serialize>(&self, name: &str, value: &T) -> Result<(), DatasetError> {
         let loc = self.dir.join(name);
-        let mut bytes = serde_json::to_vec(value).map_err(|source| DatasetError::Json { path: loc.url.to_string(), source })?;
+        let mut bytes = serde_json::to_vec(value).map_err(|source| DatasetError::Json {
+            path: loc.url.to_string(),
+            source,
+        })?;
         bytes.push(b'\n');
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        loc.store.put_opts(&loc.path, PutPayload::from(Bytes::from(bytes)), opts).await?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        loc.store
+            .put_opts(&loc.path, PutPayload::from(Bytes::from(bytes)), opts)
+            .await?;
         Ok(())
     }
 }

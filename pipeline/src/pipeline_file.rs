@@ -125,14 +125,28 @@ impl PipelineFile {
             let key = |k: &str| format!("stages.{name}.{k}");
             let line = spans.line_of(&["stages", &name]);
             if !is_valid_name(&name) {
-                return Err(err(line, Some(format!("stages.{name}")), "stage names are lowercase letters, digits and `_`".into()));
+                return Err(err(
+                    line,
+                    Some(format!("stages.{name}")),
+                    "stage names are lowercase letters, digits and `_`".into(),
+                ));
             }
             let toml::Value::Table(mut table) = value else {
-                return Err(err(line, Some(format!("stages.{name}")), "a stage must be a table `[stages.NAME]`".into()));
+                return Err(err(
+                    line,
+                    Some(format!("stages.{name}")),
+                    "a stage must be a table `[stages.NAME]`".into(),
+                ));
             };
             let type_name = match table.remove("type") {
                 Some(toml::Value::String(t)) => t,
-                Some(_) => return Err(err(spans.line_of(&["stages", &name, "type"]), Some(key("type")), "`type` must be a string".into())),
+                Some(_) => {
+                    return Err(err(
+                        spans.line_of(&["stages", &name, "type"]),
+                        Some(key("type")),
+                        "`type` must be a string".into(),
+                    ));
+                }
                 None => return Err(err(line, Some(format!("stages.{name}")), "missing `type`".into())),
             };
             let inputs = match table.remove("inputs") {
@@ -141,29 +155,57 @@ impl PipelineFile {
                     let mut inputs = Vec::new();
                     for item in items {
                         let toml::Value::String(s) = item else {
-                            return Err(err(spans.line_of(&["stages", &name, "inputs"]), Some(key("inputs")), "inputs must be strings".into()));
+                            return Err(err(
+                                spans.line_of(&["stages", &name, "inputs"]),
+                                Some(key("inputs")),
+                                "inputs must be strings".into(),
+                            ));
                         };
                         inputs.push(classify_input(&s));
                     }
                     inputs
                 }
-                Some(_) => return Err(err(spans.line_of(&["stages", &name, "inputs"]), Some(key("inputs")), "`inputs` must be an array of strings".into())),
+                Some(_) => {
+                    return Err(err(
+                        spans.line_of(&["stages", &name, "inputs"]),
+                        Some(key("inputs")),
+                        "`inputs` must be an array of strings".into(),
+                    ));
+                }
             };
-            stages.push(StageDecl { name, type_name, inputs, params: table, line });
+            stages.push(StageDecl {
+                name,
+                type_name,
+                inputs,
+                params: table,
+                line,
+            });
         }
         stages.sort_by_key(|s| s.line);
 
         for (source, weight) in &raw.mixture {
             if !weight.is_finite() || *weight < 0.0 {
-                return Err(err(spans.line_of(&["mixture", source]), Some(format!("mixture.{source}")), "a mixture proportion must be a finite number ≥ 0".into()));
+                return Err(err(
+                    spans.line_of(&["mixture", source]),
+                    Some(format!("mixture.{source}")),
+                    "a mixture proportion must be a finite number ≥ 0".into(),
+                ));
             }
         }
         if !raw.mixture.is_empty() && raw.mixture.values().sum::<f64>() <= 0.0 {
-            return Err(err(spans.line_of(&["mixture"]), Some("mixture".into()), "the mixture proportions sum to 0".into()));
+            return Err(err(
+                spans.line_of(&["mixture"]),
+                Some("mixture".into()),
+                "the mixture proportions sum to 0".into(),
+            ));
         }
 
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
         let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
         let file = PipelineFile {
             path: path.to_path_buf(),
@@ -187,7 +229,11 @@ impl PipelineFile {
         let line = match key {
             Some(k) => {
                 let l = self.spans.line_of(&["stages", stage, k]);
-                if l > 1 { l } else { self.spans.line_of(&["stages", stage]) }
+                if l > 1 {
+                    l
+                } else {
+                    self.spans.line_of(&["stages", stage])
+                }
             }
             None => self.spans.line_of(&["stages", stage]),
         };
@@ -214,7 +260,11 @@ impl PipelineFile {
                         ));
                     }
                     if upstream == &stage.name {
-                        return Err(self.error_at(&stage.name, Some("inputs"), format!("stage `{upstream}` reads its own output")));
+                        return Err(self.error_at(
+                            &stage.name,
+                            Some("inputs"),
+                            format!("stage `{upstream}` reads its own output"),
+                        ));
                     }
                 }
             }
@@ -225,7 +275,10 @@ impl PipelineFile {
 
 /// True for a valid stage name: lowercase ASCII letters, digits and `_`, not empty.
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A bare `name` or `name.output` made of name characters is a stage reference;
@@ -239,7 +292,10 @@ fn classify_input(text: &str) -> InputRef {
     let stage = parts.next().unwrap_or_default();
     let output = parts.next();
     if is_valid_name(stage) && output.is_none_or(is_valid_name) {
-        InputRef::Stage { stage: stage.to_string(), output: output.map(str::to_string) }
+        InputRef::Stage {
+            stage: stage.to_string(),
+            output: output.map(str::to_string),
+        }
     } else {
         InputRef::Location(text.to_string())
     }
@@ -260,7 +316,10 @@ struct SpanIndex {
 
 impl SpanIndex {
     fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let mut index = SpanIndex { line_starts: vec![0], keys: BTreeMap::new() };
+        let mut index = SpanIndex {
+            line_starts: vec![0],
+            keys: BTreeMap::new(),
+        };
         index.line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
             let line = e.span().map_or(1, |s| index.line_of_offset(s.start));
@@ -351,8 +410,20 @@ inputs = ["wiki/*.bz2"]
         assert_eq!(f.stages[0].inputs, vec![InputRef::Location("c4/*.json.gz".into())]);
         assert_eq!(f.mixture["c4"], 0.15);
         let err = f.stages[1].inputs.clone();
-        assert_eq!(err[0], InputRef::Stage { stage: "c4".into(), output: None });
-        assert_eq!(err[1], InputRef::Stage { stage: "wiki".into(), output: Some("refs".into()) });
+        assert_eq!(
+            err[0],
+            InputRef::Stage {
+                stage: "c4".into(),
+                output: None
+            }
+        );
+        assert_eq!(
+            err[1],
+            InputRef::Stage {
+                stage: "wiki".into(),
+                output: Some("refs".into())
+            }
+        );
         assert!(matches!(err[2], InputRef::Location(_)));
         assert_eq!(classify_input("c4.paths"), InputRef::Location("c4.paths".into()));
         assert_eq!(f.stages[1].params["threshold"].as_float(), Some(0.8));
@@ -363,7 +434,11 @@ inputs = ["wiki/*.bz2"]
         let e = parse("[output]\nroot = \"out\"\nrot = 1\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         assert_eq!(e.key.as_deref(), Some("output.rot"), "{e}");
-        assert!(e.to_string().starts_with("/p/llamaflow.toml:3: `output.rot`: unknown field"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/p/llamaflow.toml:3: `output.rot`: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

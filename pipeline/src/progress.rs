@@ -30,12 +30,22 @@ impl Progress {
         span.pb_set_style(&style);
         span.pb_set_length(total_bytes);
         span.pb_start();
-        Progress { span, docs: Arc::default(), bytes: Arc::default(), started: Instant::now() }
+        Progress {
+            span,
+            docs: Arc::default(),
+            bytes: Arc::default(),
+            started: Instant::now(),
+        }
     }
 
     /// A handle that reports nowhere (tests, dry runs).
     pub fn hidden() -> Self {
-        Progress { span: Span::none(), docs: Arc::default(), bytes: Arc::default(), started: Instant::now() }
+        Progress {
+            span: Span::none(),
+            docs: Arc::default(),
+            bytes: Arc::default(),
+            started: Instant::now(),
+        }
     }
 
     /// Counts `n` input bytes consumed.
@@ -48,7 +58,8 @@ impl Progress {
     pub fn add_docs(&self, n: u64) {
         let total = self.docs.fetch_add(n, Ordering::Relaxed) + n;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        self.span.pb_set_message(&format!("{total} docs {:.0} docs/s", total as f64 / secs));
+        self.span
+            .pb_set_message(&format!("{total} docs {:.0} docs/s", total as f64 / secs));
     }
 
     /// Records read so far.

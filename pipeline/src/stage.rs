@@ -141,14 +141,16 @@ pub struct ParamError {
 /// Deserializes a stage's parameter table into its config struct (which should
 /// `deny_unknown_fields`), naming the key that is unknown or wrong.
 pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ParamError> {
-    toml::Value::Table(params.clone()).try_into().map_err(|e: toml::de::Error| {
-        let message = e.message().trim().to_string();
-        let key = message
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.find('`').map(|i| rest[..i].to_string()))
-            .or_else(|| params.keys().find(|k| message.contains(&format!("`{k}`"))).cloned());
-        ParamError { key, message }
-    })
+    toml::Value::Table(params.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            let message = e.message().trim().to_string();
+            let key = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.find('`').map(|i| rest[..i].to_string()))
+                .or_else(|| params.keys().find(|k| message.contains(&format!("`{k}`"))).cloned());
+            ParamError { key, message }
+        })
 }
 
 #[cfg(test)]
@@ -173,7 +175,12 @@ mod tests {
 
     #[test]
     fn counts_reconcile() {
-        let mut c = UnitCounts { rows_in: 5, kept: 2, quarantined: 1, ..Default::default() };
+        let mut c = UnitCounts {
+            rows_in: 5,
+            kept: 2,
+            quarantined: 1,
+            ..Default::default()
+        };
         c.filter("empty_text");
         assert!(!c.reconciles());
         c.filter("empty_text");

@@ -44,14 +44,22 @@ impl Location {
         let mut url = self.url.clone();
         let joined = format!("{}/{}", self.url.path().trim_end_matches('/'), child);
         url.set_path(&joined);
-        Location { store: self.store.clone(), path, url }
+        Location {
+            store: self.store.clone(),
+            path,
+            url,
+        }
     }
 
     /// The location of `path`, another path in the same store.
     pub fn with_path(&self, path: StorePath) -> Location {
         let mut url = self.url.clone();
         url.set_path(&format!("/{}", path.as_ref()));
-        Location { store: self.store.clone(), path, url }
+        Location {
+            store: self.store.clone(),
+            path,
+            url,
+        }
     }
 }
 
@@ -93,7 +101,11 @@ impl StoreRegistry {
             _ => StorePath::from_url_path(url.path())
                 .map_err(|e| StoreError::BadLocation(original.to_string(), e.to_string()))?,
         };
-        Ok(Location { store, path, url: url.clone() })
+        Ok(Location {
+            store,
+            path,
+            url: url.clone(),
+        })
     }
 }
 
@@ -103,7 +115,11 @@ pub fn parse_location(text: &str, base_dir: &std::path::Path) -> Result<Url, Sto
         return Url::parse(text).map_err(|e| StoreError::BadLocation(text.to_string(), e.to_string()));
     }
     let path = std::path::Path::new(text);
-    let abs = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    };
     let abs = normalize(&abs);
     Url::from_file_path(&abs).map_err(|_| StoreError::BadLocation(text.to_string(), "not an absolute path".into()))
 }
@@ -111,7 +127,12 @@ pub fn parse_location(text: &str, base_dir: &std::path::Path) -> Result<Url, Sto
 /// True when `text` starts with a URL scheme such as `s3://` or `file://`.
 pub fn has_scheme(text: &str) -> bool {
     match text.find("://") {
-        Some(i) => i > 1 && text[..i].chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-'),
+        Some(i) => {
+            i > 1
+                && text[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+        }
         None => false,
     }
 }
@@ -173,6 +194,9 @@ mod tests {
         assert_eq!(loc.path.as_ref(), "tmp/x/y");
         assert_eq!(loc.join("a/b").path.as_ref(), "tmp/x/y/a/b");
         assert_eq!(loc.join("a/b").url.as_str(), "file:///tmp/x/y/a/b");
-        assert!(matches!(reg.resolve("gs://b/k", std::path::Path::new("/")), Err(StoreError::UnsupportedScheme(..))));
+        assert!(matches!(
+            reg.resolve("gs://b/k", std::path::Path::new("/")),
+            Err(StoreError::UnsupportedScheme(..))
+        ));
     }
 }

@@ -30,7 +30,11 @@ impl WorkUnit {
     /// A unit of one whole file.
     pub fn single(file: InputFile) -> Self {
         let fingerprint = short_hash(&format!("{}\0{}\0{}", file.relative, file.size, file.version));
-        WorkUnit { key: file.relative.clone(), files: vec![file], fingerprint }
+        WorkUnit {
+            key: file.relative.clone(),
+            files: vec![file],
+            fingerprint,
+        }
     }
 
     /// The name of this unit's part files and commit record: a hash of its key.
@@ -71,7 +75,9 @@ pub struct UnitContext {
 
 impl std::fmt::Debug for UnitContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnitContext").field("stage", &self.stage).finish_non_exhaustive()
+        f.debug_struct("UnitContext")
+            .field("stage", &self.stage)
+            .finish_non_exhaustive()
     }
 }
 

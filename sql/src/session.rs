@@ -89,8 +89,16 @@ mod tests {
             .memory_limit(Some(64 << 20))
             .build()
             .unwrap();
-        let batches = ctx.sql("SELECT 40 + 2 AS answer").await.unwrap().collect().await.unwrap();
-        let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        let batches = ctx
+            .sql("SELECT 40 + 2 AS answer")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
         assert!(text.contains("42"), "{text}");
         assert_eq!(ctx.state().config().target_partitions(), 2);
     }

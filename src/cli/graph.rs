@@ -23,7 +23,10 @@ pub fn graph(global: &GlobalArgs, args: GraphArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for stage in engine.dag().order() {
-        let decl = engine.file().stage(stage).map(|d| d.inputs.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let decl = engine
+            .file()
+            .stage(stage)
+            .map(|d| d.inputs.iter().map(ToString::to_string).collect::<Vec<_>>());
         println!("{stage} ({})", types.get(stage).map(String::as_str).unwrap_or("?"));
         for input in decl.unwrap_or_default() {
             println!("  <- {input}");

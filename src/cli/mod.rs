@@ -13,13 +13,18 @@ use crate::GlobalArgs;
 
 /// Cores to use when `--jobs` is not given.
 pub fn jobs(global: &GlobalArgs) -> usize {
-    global.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    global
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 /// Loads the pipeline file and builds every stage in it.
 pub fn load_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
     let file = PipelineFile::load(&global.pipeline)?;
-    let session = SessionBuilder::default().target_partitions(jobs(global)).memory_limit(global.memory_limit);
+    let session = SessionBuilder::default()
+        .target_partitions(jobs(global))
+        .memory_limit(global.memory_limit);
     let engine = Engine::new(file, &llamaflow_stages::registry(), global.output.as_deref(), session)
         .with_context(|| format!("cannot set up the pipeline `{}`", global.pipeline.display()))?;
     Ok(engine)

@@ -40,7 +40,11 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .map_err(anyhow::Error::msg)?;
 
     if args.dry_run {
-        println!("plan for {} (output root {}):", global.pipeline.display(), engine.root().root.url);
+        println!(
+            "plan for {} (output root {}):",
+            global.pipeline.display(),
+            engine.root().root.url
+        );
         for stage in &selected {
             match engine.plan(stage, args.force).await {
                 Ok(plan) => {
@@ -59,7 +63,11 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     }
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let opts = RunOptions { jobs: super::jobs(global), force: args.force, command };
+    let opts = RunOptions {
+        jobs: super::jobs(global),
+        force: args.force,
+        command,
+    };
     let summary = engine.run(&selected, &opts).await?;
 
     println!("run {}", summary.run_id);
@@ -88,8 +96,17 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("error: the run did not complete:");
-    for s in summary.stages.iter().filter(|s| s.record.status == "failed" || s.record.status == "skipped") {
-        eprintln!("  stage `{}` {}: {}", s.record.stage, s.record.status, s.record.error.clone().unwrap_or_default());
+    for s in summary
+        .stages
+        .iter()
+        .filter(|s| s.record.status == "failed" || s.record.status == "skipped")
+    {
+        eprintln!(
+            "  stage `{}` {}: {}",
+            s.record.stage,
+            s.record.status,
+            s.record.error.clone().unwrap_or_default()
+        );
         for (unit, err) in &s.failed_units {
             eprintln!("    unit {unit}: {err}");
         }

@@ -68,7 +68,10 @@ pub async fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<Exi
     }
     if !args.json {
         for run in &history.unfinished {
-            println!("note: run {} started {} and never finished (killed?)", run.run_id, run.started_at);
+            println!(
+                "note: run {} started {} and never finished (killed?)",
+                run.run_id, run.started_at
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -50,7 +50,11 @@ pub trait JsonRows: Send + 'static {
 }
 
 /// A streaming table over JSON-lines `files`, rows built by `make_rows()`.
-pub fn json_lines_table<R, F>(files: Vec<InputFile>, progress: Progress, make_rows: F) -> Result<StreamingTable, StageError>
+pub fn json_lines_table<R, F>(
+    files: Vec<InputFile>,
+    progress: Progress,
+    make_rows: F,
+) -> Result<StreamingTable, StageError>
 where
     R: JsonRows,
     F: Fn() -> R + Send + Sync + 'static,
@@ -61,7 +65,11 @@ where
 }
 
 /// One table partition per JSON-lines file (for sources that mix formats in one table).
-pub fn json_lines_partitions<R, F>(files: Vec<InputFile>, progress: Progress, make_rows: F) -> Vec<Arc<dyn PartitionStream>>
+pub fn json_lines_partitions<R, F>(
+    files: Vec<InputFile>,
+    progress: Progress,
+    make_rows: F,
+) -> Vec<Arc<dyn PartitionStream>>
 where
     R: JsonRows,
     F: Fn() -> R + Send + Sync + 'static,
@@ -71,8 +79,12 @@ where
     files
         .into_iter()
         .map(|file| {
-            Arc::new(JsonLinesPartition { file, schema: schema.clone(), progress: progress.clone(), make_rows: make_rows.clone() })
-                as _
+            Arc::new(JsonLinesPartition {
+                file,
+                schema: schema.clone(),
+                progress: progress.clone(),
+                make_rows: make_rows.clone(),
+            }) as _
         })
         .collect()
 }
@@ -86,13 +98,18 @@ struct JsonLinesPartition<F> {
 
 impl<F> std::fmt::Debug for JsonLinesPartition<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLinesPartition").field("file", &self.file.display).finish_non_exhaustive()
+        f.debug_struct("JsonLinesPartition")
+            .field("file", &self.file.display)
+            .finish_non_exhaustive()
     }
 }
 
 /// A `StageError::Unreadable` for `file`, as DataFusion carries it out of a plan.
 pub fn unreadable(file: &InputFile, message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(StageError::Unreadable { file: file.display.clone(), message }))
+    DataFusionError::External(Box::new(StageError::Unreadable {
+        file: file.display.clone(),
+        message,
+    }))
 }
 
 impl<R, F> PartitionStream for JsonLinesPartition<F>
@@ -129,10 +146,17 @@ where
                     }
                     // The store failed, not the data: fail the unit so the next run retries it.
                     Err(e) if fault.happened() => {
-                        return Err(unreadable(&file, format!("read failed after {offset} decompressed bytes: {e}")));
+                        return Err(unreadable(
+                            &file,
+                            format!("read failed after {offset} decompressed bytes: {e}"),
+                        ));
                     }
                     Err(e) => {
-                        let what = if gzip { "corrupt or truncated gzip stream" } else { "unreadable input" };
+                        let what = if gzip {
+                            "corrupt or truncated gzip stream"
+                        } else {
+                            "unreadable input"
+                        };
                         let reason = format!("{what} at decompressed byte {offset}: {e}");
                         rows.push_bad(&file, offset, &reason, &String::from_utf8_lossy(&line));
                         break;
@@ -184,10 +208,18 @@ pub async fn take_good_rows(
     let good = arrow::compute::is_null(reasons)?;
     if good.true_count() < batch.num_rows() {
         let files = batch.column(schema.index_of("input_file")?).as_string::<i32>();
-        let offsets = batch.column(schema.index_of("input_offset")?).as_primitive::<arrow::datatypes::UInt64Type>();
+        let offsets = batch
+            .column(schema.index_of("input_offset")?)
+            .as_primitive::<arrow::datatypes::UInt64Type>();
         let texts = batch.column(schema.index_of("text")?).as_string::<i32>();
         for row in (0..batch.num_rows()).filter(|&r| !reasons.is_null(r)) {
-            ctx.quarantine(files.value(row), offsets.value(row), reasons.value(row), texts.value(row)).await?;
+            ctx.quarantine(
+                files.value(row),
+                offsets.value(row),
+                reasons.value(row),
+                texts.value(row),
+            )
+            .await?;
             counts.quarantined += 1;
         }
     }

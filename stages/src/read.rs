@@ -78,11 +78,19 @@ pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime:
         }
     };
     let fault = StorageFault::default();
-    let counted = CountingReader { inner: raw, progress, pending: 0, fault: fault.clone() };
+    let counted = CountingReader {
+        inner: raw,
+        progress,
+        pending: 0,
+        fault: fault.clone(),
+    };
     let mut buffered = BufReader::with_capacity(READ_BUFFER, counted);
     let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn BufRead + Send> = if gzip {
-        Box::new(BufReader::with_capacity(READ_BUFFER, flate2::bufread::MultiGzDecoder::new(buffered)))
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        ))
     } else {
         Box::new(buffered)
     };

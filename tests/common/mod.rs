@@ -59,7 +59,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The sample C4 records, as JSON lines.
 pub fn sample_lines() -> Vec<String> {
     let mut lines = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(repo().join("samples/c4")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("samples/c4"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for path in files {
         let gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap());
@@ -82,12 +85,17 @@ pub fn write_gz(path: &Path, lines: &[String]) {
 
 /// Runs a query over Parquet files with DataFusion; returns rows as strings (columns joined by `|`).
 pub fn query(sql: &str, tables: &[(&str, &Path)]) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let config = datafusion::prelude::SessionConfig::new().with_information_schema(true);
         let ctx = datafusion::prelude::SessionContext::new_with_config(config);
         for (name, dir) in tables {
-            ctx.register_parquet(*name, dir.to_str().unwrap(), Default::default()).await.unwrap();
+            ctx.register_parquet(*name, dir.to_str().unwrap(), Default::default())
+                .await
+                .unwrap();
         }
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let mut rows = Vec::new();

@@ -18,7 +18,9 @@ use futures::StreamExt;
 use llamaflow_pipeline::document::{DocumentColumnsBuilder, document_schema, excerpt};
 use llamaflow_pipeline::inputs::InputFile;
 use llamaflow_pipeline::progress::Progress;
-use llamaflow_pipeline::{ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params};
+use llamaflow_pipeline::{
+    ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
+};
 use serde::Deserialize;
 
 use crate::jsonl::{JsonRows, QUARANTINE_REASON, json_lines_table, take_good_rows};
@@ -51,7 +53,11 @@ impl StageFactory for C4Factory {
 }
 
 fn timestamp_field() -> Field {
-    Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true)
+    Field::new(
+        "timestamp",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        true,
+    )
 }
 
 /// The document schema of the `c4` dataset: core columns plus `timestamp`.
@@ -61,7 +67,10 @@ pub fn c4_schema() -> SchemaRef {
 
 /// The raw table's schema: the `c4` schema plus `quarantine_reason`.
 pub fn c4_raw_schema() -> SchemaRef {
-    document_schema(vec![timestamp_field(), Field::new(QUARANTINE_REASON, DataType::Utf8, true)])
+    document_schema(vec![
+        timestamp_field(),
+        Field::new(QUARANTINE_REASON, DataType::Utf8, true),
+    ])
 }
 
 /// Raw C4 files as a DataFusion table, one partition per file; bad records
@@ -105,7 +114,8 @@ impl Stage for C4Stage {
                 .collect();
             let kept = filter_record_batch(&good, &keep)?;
             counts.kept += kept.num_rows() as u64;
-            ctx.write(&RecordBatch::try_new(out_schema.clone(), kept.columns().to_vec())?).await?;
+            ctx.write(&RecordBatch::try_new(out_schema.clone(), kept.columns().to_vec())?)
+                .await?;
         }
         Ok(counts)
     }
@@ -148,7 +158,8 @@ impl JsonRows for C4Rows {
         match serde_json::from_str::<C4Line>(line) {
             Ok(rec) => {
                 let locator = format!("{}#{offset}", file.relative);
-                self.docs.append(&locator, rec.url.as_deref(), &rec.text, &file.display, offset);
+                self.docs
+                    .append(&locator, rec.url.as_deref(), &rec.text, &file.display, offset);
                 let ts = rec
                     .timestamp
                     .as_deref()
@@ -220,7 +231,9 @@ mod tests {
             .iter()
             .flat_map(|b| {
                 let c = b.column_by_name(name).unwrap().as_string::<i32>();
-                (0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())).collect::<Vec<_>>()
+                (0..c.len())
+                    .map(|i| (!c.is_null(i)).then(|| c.value(i).to_string()))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -232,12 +245,21 @@ mod tests {
         let batches = scan(input(dir.path(), "a.json.gz", &gzip(lines.as_bytes()))).await;
         assert_eq!(column(&batches, "text"), [Some("Hello.".into()), Some("World.".into())]);
         assert_eq!(column(&batches, "url"), [Some("https://a.example/".into()), None]);
-        assert_eq!(column(&batches, "input_file"), [Some("c4/a.json.gz".into()), Some("c4/a.json.gz".into())]);
-        let offsets = batches[0].column_by_name("input_offset").unwrap().as_primitive::<arrow::datatypes::UInt64Type>();
+        assert_eq!(
+            column(&batches, "input_file"),
+            [Some("c4/a.json.gz".into()), Some("c4/a.json.gz".into())]
+        );
+        let offsets = batches[0]
+            .column_by_name("input_offset")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>();
         let second = lines.find("{\"text\":\"World").unwrap() as u64;
         assert_eq!(offsets.values().to_vec(), vec![0, second]);
         let ids = column(&batches, "id");
-        assert_eq!(ids[0].as_deref(), Some(llamaflow_pipeline::document::document_id("c4", "a.json.gz#0").as_str()));
+        assert_eq!(
+            ids[0].as_deref(),
+            Some(llamaflow_pipeline::document::document_id("c4", "a.json.gz#0").as_str())
+        );
         let ts = batches[0].column_by_name("timestamp").unwrap();
         assert!(!ts.is_null(0) && ts.is_null(1));
         assert_eq!(column(&batches, QUARANTINE_REASON), [None, None]);
@@ -252,9 +274,18 @@ mod tests {
         let reasons = column(&batches, QUARANTINE_REASON);
         assert_eq!(reasons.len(), 5);
         assert!(reasons[0].is_none() && reasons[4].is_none());
-        assert!(reasons[1].as_deref().unwrap().starts_with("invalid JSON record"), "{reasons:?}");
-        assert!(reasons[2].as_deref().unwrap().starts_with("invalid UTF-8 at byte 13"), "{reasons:?}");
-        assert!(reasons[3].as_deref().unwrap().contains("missing field `text`"), "{reasons:?}");
+        assert!(
+            reasons[1].as_deref().unwrap().starts_with("invalid JSON record"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].as_deref().unwrap().starts_with("invalid UTF-8 at byte 13"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[3].as_deref().unwrap().contains("missing field `text`"),
+            "{reasons:?}"
+        );
     }
 
     #[tokio::test]

@@ -27,25 +27,27 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{DefaultParquetFileReaderFactory, ParquetFileReaderFactory};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::{DefaultParquetFileReaderFactory, ParquetFileReaderFactory};
-use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
-use object_store::ObjectStoreExt;
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use llamaflow_pipeline::document::{DocumentColumnsBuilder, document_schema, excerpt};
+use llamaflow_pipeline::inputs::InputFile;
+use llamaflow_pipeline::progress::Progress;
+use llamaflow_pipeline::{
+    ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
+};
+use object_store::ObjectStoreExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::ParquetMetaData;
-use futures::StreamExt;
-use llamaflow_pipeline::document::{DocumentColumnsBuilder, document_schema, excerpt};
-use llamaflow_pipeline::inputs::InputFile;
-use llamaflow_pipeline::progress::Progress;
-use llamaflow_pipeline::{ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params};
 use serde::Deserialize;
 
 use crate::jsonl::{JsonRows, QUARANTINE_REASON, json_lines_partitions, take_good_rows, unreadable};
@@ -55,11 +57,72 @@ const SOURCE: &str = "github";
 
 /// RedPajama-Data v1's extension whitelist (`data_prep/github/github_run_filter.py`), verbatim.
 pub const DEFAULT_EXTENSIONS: &[&str] = &[
-    ".asm", ".bat", ".cmd", ".c", ".h", ".cs", ".cpp", ".hpp", ".c++", ".h++", ".cc", ".hh", ".C", ".H", ".cmake",
-    ".css", ".dockerfile", ".f90", ".f", ".f03", ".f08", ".f77", ".f95", ".for", ".fpp", ".go", ".hs", ".html",
-    ".java", ".js", ".jl", ".lua", ".md", ".markdown", ".php", ".php3", ".php4", ".php5", ".phps", ".phpt", ".pl",
-    ".pm", ".pod", ".perl", ".ps1", ".psd1", ".psm1", ".py", ".rb", ".rs", ".sql", ".scala", ".sh", ".bash",
-    ".command", ".zsh", ".ts", ".tsx", ".tex", ".vb", "Dockerfile", "Makefile", ".xml", ".rst", ".m", ".smali",
+    ".asm",
+    ".bat",
+    ".cmd",
+    ".c",
+    ".h",
+    ".cs",
+    ".cpp",
+    ".hpp",
+    ".c++",
+    ".h++",
+    ".cc",
+    ".hh",
+    ".C",
+    ".H",
+    ".cmake",
+    ".css",
+    ".dockerfile",
+    ".f90",
+    ".f",
+    ".f03",
+    ".f08",
+    ".f77",
+    ".f95",
+    ".for",
+    ".fpp",
+    ".go",
+    ".hs",
+    ".html",
+    ".java",
+    ".js",
+    ".jl",
+    ".lua",
+    ".md",
+    ".markdown",
+    ".php",
+    ".php3",
+    ".php4",
+    ".php5",
+    ".phps",
+    ".phpt",
+    ".pl",
+    ".pm",
+    ".pod",
+    ".perl",
+    ".ps1",
+    ".psd1",
+    ".psm1",
+    ".py",
+    ".rb",
+    ".rs",
+    ".sql",
+    ".scala",
+    ".sh",
+    ".bash",
+    ".command",
+    ".zsh",
+    ".ts",
+    ".tsx",
+    ".tex",
+    ".vb",
+    "Dockerfile",
+    "Makefile",
+    ".xml",
+    ".rst",
+    ".m",
+    ".smali",
 ];
 
 fn default_licenses() -> Vec<String> {
@@ -123,7 +186,10 @@ impl StageFactory for GithubFactory {
         for l in &config.licenses {
             let id = l.strip_suffix('*').unwrap_or(l);
             if !l.ends_with('*') && spdx::license_id(id).is_none() {
-                return Err(ParamError { key: Some("licenses".into()), message: format!("`{l}` is not an SPDX licence id") });
+                return Err(ParamError {
+                    key: Some("licenses".into()),
+                    message: format!("`{l}` is not an SPDX licence id"),
+                });
             }
         }
         Ok(Arc::new(GithubStage { config }))
@@ -154,10 +220,15 @@ pub fn github_raw_schema() -> SchemaRef {
 /// Raw BigQuery GitHub rows as a DataFusion table, one partition per file
 /// (JSON lines, or Parquet when the name ends in `.parquet`).
 pub fn github_table(files: Vec<InputFile>, progress: Progress) -> Result<StreamingTable, StageError> {
-    let (parquet, json): (Vec<InputFile>, Vec<InputFile>) = files.into_iter().partition(|f| f.relative.ends_with(".parquet"));
+    let (parquet, json): (Vec<InputFile>, Vec<InputFile>) =
+        files.into_iter().partition(|f| f.relative.ends_with(".parquet"));
     let mut partitions = json_lines_partitions(json, progress.clone(), GithubRows::new);
     for file in parquet {
-        partitions.push(Arc::new(GithubParquetPartition { file, progress: progress.clone(), schema: github_raw_schema() }));
+        partitions.push(Arc::new(GithubParquetPartition {
+            file,
+            progress: progress.clone(),
+            schema: github_raw_schema(),
+        }));
     }
     Ok(StreamingTable::try_new(github_raw_schema(), partitions)?)
 }
@@ -187,7 +258,13 @@ impl PartitionStream for GithubParquetPartition {
             let loc = &file.location;
             // Listed inputs come without a size; Parquet needs it to find the footer.
             let size = match file.size {
-                0 => loc.store.head(&loc.path).await.map_err(|e| unreadable(&file, e.to_string()))?.size,
+                0 => {
+                    loc.store
+                        .head(&loc.path)
+                        .await
+                        .map_err(|e| unreadable(&file, e.to_string()))?
+                        .size
+                }
                 n => n,
             };
             // DataFusion's own reader: ranged reads through the object store, never the whole file.
@@ -204,15 +281,21 @@ impl PartitionStream for GithubParquetPartition {
             let mut rows = GithubRows::new();
             let mut row_number: u64 = 0;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| unreadable(&file, format!("Parquet decoding failed after row {row_number}: {e}")))?;
+                let batch = batch
+                    .map_err(|e| unreadable(&file, format!("Parquet decoding failed after row {row_number}: {e}")))?;
                 let column = |name: &str| -> Result<Option<ArrayRef>, DataFusionError> {
                     match batch.column_by_name(name) {
                         Some(c) => Ok(Some(arrow::compute::cast(c, &DataType::Utf8)?)),
                         None => Ok(None),
                     }
                 };
-                let (Some(repo), Some(path), Some(content)) = (column("repo_name")?, column("path")?, column("content")?) else {
-                    return Err(unreadable(&file, "a GitHub export needs the columns repo_name, path and content".into()));
+                let (Some(repo), Some(path), Some(content)) =
+                    (column("repo_name")?, column("path")?, column("content")?)
+                else {
+                    return Err(unreadable(
+                        &file,
+                        "a GitHub export needs the columns repo_name, path and content".into(),
+                    ));
                 };
                 let (license, language) = (column("license")?, column("language")?);
                 for r in 0..batch.num_rows() {
@@ -285,10 +368,13 @@ impl DropRule {
 
 impl GithubStage {
     fn license_allowed(&self, id: &str) -> bool {
-        self.config.licenses.iter().any(|allowed| match allowed.strip_suffix('*') {
-            Some(prefix) => id.starts_with(prefix),
-            None => allowed == id,
-        })
+        self.config
+            .licenses
+            .iter()
+            .any(|allowed| match allowed.strip_suffix('*') {
+                Some(prefix) => id.starts_with(prefix),
+                None => allowed == id,
+            })
     }
 
     /// Checks the licence expression.
@@ -297,7 +383,8 @@ impl GithubStage {
             return Err(DropRule::LicenseMissing);
         };
         let normalized = normalize_license_case(text);
-        let expr = spdx::Expression::parse_mode(&normalized, spdx::ParseMode::LAX).map_err(|_| DropRule::LicenseUnparsable)?;
+        let expr =
+            spdx::Expression::parse_mode(&normalized, spdx::ParseMode::LAX).map_err(|_| DropRule::LicenseUnparsable)?;
         let ok = expr.evaluate(|req| match &req.license {
             spdx::LicenseItem::Spdx { id, .. } => self.license_allowed(id.name),
             spdx::LicenseItem::Other(_) => false,
@@ -314,7 +401,11 @@ impl GithubStage {
         if is_license_file(path) {
             return Err(DropRule::LicenseFile);
         }
-        let content = if self.config.remove_license_header { strip_license_header(path, content) } else { Cow::Borrowed(content) };
+        let content = if self.config.remove_license_header {
+            strip_license_header(path, content)
+        } else {
+            Cow::Borrowed(content)
+        };
         let stats = LineStats::of(&content);
         if stats.chars == 0 || content.trim().is_empty() {
             return Err(DropRule::Empty);
@@ -351,7 +442,9 @@ impl Stage for GithubStage {
             let good = take_good_rows(&batch?, ctx, &mut counts).await?;
             let col = |name: &str| good.column_by_name(name).map(|c| c.as_string::<i32>());
             let (Some(texts), Some(paths), Some(licenses)) = (col("text"), col("path"), col("license")) else {
-                return Err(StageError::Other("the raw github table lacks text, path or license".into()));
+                return Err(StageError::Other(
+                    "the raw github table lacks text, path or license".into(),
+                ));
             };
             // Rows are kept or dropped one by one; the kept ones are rebuilt with cleaned text.
             let mut keep = Vec::with_capacity(good.num_rows());
@@ -382,9 +475,9 @@ impl Stage for GithubStage {
 /// BigQuery's `license` field holds GitHub's lowercase keys (`apache-2.0`,
 /// `bsd-3-clause`): each licence token is given its SPDX spelling before parsing.
 fn normalize_license_case(text: &str) -> Cow<'_, str> {
-    let needs = text.split(|c: char| c.is_whitespace() || c == '(' || c == ')').any(|t| {
-        !t.is_empty() && !["AND", "OR", "WITH"].contains(&t) && spdx::license_id(t).is_none()
-    });
+    let needs = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .any(|t| !t.is_empty() && !["AND", "OR", "WITH"].contains(&t) && spdx::license_id(t).is_none());
     if !needs {
         return Cow::Borrowed(text);
     }
@@ -400,7 +493,10 @@ fn normalize_license_case(text: &str) -> Cow<'_, str> {
         } else {
             let plus = token.ends_with('+');
             let bare = token.trim_end_matches('+');
-            match spdx::identifiers::LICENSES.iter().find(|l| l.name.eq_ignore_ascii_case(bare)) {
+            match spdx::identifiers::LICENSES
+                .iter()
+                .find(|l| l.name.eq_ignore_ascii_case(bare))
+            {
                 Some(l) => {
                     out.push_str(l.name);
                     if plus {
@@ -430,12 +526,17 @@ fn is_license_file(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     let lower = name.to_ascii_lowercase();
     let (stem, ext) = lower.split_once('.').unwrap_or((&lower, ""));
-    let text_like = matches!(ext, "" | "md" | "txt" | "rst" | "markdown" | "html" | "mit" | "apache" | "bsd");
+    let text_like = matches!(
+        ext,
+        "" | "md" | "txt" | "rst" | "markdown" | "html" | "mit" | "apache" | "bsd"
+    );
     let licence_like = text_like
         && ["license", "licence", "copying", "copyright", "notice"]
             .iter()
             .any(|l| stem == *l || stem.starts_with(&format!("{l}-")));
-    let cert = [".crt", ".pem", ".cer", ".der", ".p12", ".pfx", ".key"].iter().any(|e| lower.ends_with(e));
+    let cert = [".crt", ".pem", ".cer", ".der", ".p12", ".pfx", ".key"]
+        .iter()
+        .any(|e| lower.ends_with(e));
     licence_like || cert
 }
 
@@ -459,7 +560,9 @@ fn line_comment_markers(path: &str) -> &'static [&'static str] {
 
 fn mentions_license(block: &str) -> bool {
     let lower = block.to_lowercase();
-    ["copyright", "license", "licence", "spdx-license-identifier", "(c) "].iter().any(|w| lower.contains(w))
+    ["copyright", "license", "licence", "spdx-license-identifier", "(c) "]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 /// Removes the comment block at the very top of the file (after a shebang and
@@ -483,7 +586,9 @@ pub fn strip_license_header<'a>(path: &str, content: &'a str) -> Cow<'a, str> {
         let mut len = 0;
         for line in rest.split_inclusive('\n') {
             let t = line.trim_start();
-            if markers.iter().any(|m| t.starts_with(m)) && !(t.starts_with("#!") || t.starts_with("#include") || t.starts_with("#define")) {
+            if markers.iter().any(|m| t.starts_with(m))
+                && !(t.starts_with("#!") || t.starts_with("#include") || t.starts_with("#define"))
+            {
                 len += line.len();
             } else {
                 break;
@@ -493,7 +598,9 @@ pub fn strip_license_header<'a>(path: &str, content: &'a str) -> Cow<'a, str> {
     };
     match block_len {
         Some(len) if mentions_license(&rest[..len]) => {
-            let after = rest[len..].trim_start_matches([' ', '\t']).trim_start_matches(['\r', '\n']);
+            let after = rest[len..]
+                .trim_start_matches([' ', '\t'])
+                .trim_start_matches(['\r', '\n']);
             let mut out = String::with_capacity(start + after.len());
             out.push_str(&content[..start]);
             out.push_str(after);
@@ -519,7 +626,12 @@ pub struct LineStats {
 impl LineStats {
     /// Computes the statistics of `text`.
     pub fn of(text: &str) -> Self {
-        let mut stats = LineStats { chars: 0, lines: 0, max_line_length: 0, alphanumeric: 0 };
+        let mut stats = LineStats {
+            chars: 0,
+            lines: 0,
+            max_line_length: 0,
+            alphanumeric: 0,
+        };
         for line in text.lines() {
             let n = line.chars().count();
             stats.lines += 1;
@@ -536,12 +648,20 @@ impl LineStats {
 
     /// Characters per line (RedPajama: len(content) / number of lines).
     pub fn mean_line_length(&self) -> f64 {
-        if self.lines == 0 { 0.0 } else { self.chars as f64 / self.lines as f64 }
+        if self.lines == 0 {
+            0.0
+        } else {
+            self.chars as f64 / self.lines as f64
+        }
     }
 
     /// Share of alphanumeric characters.
     pub fn alphanumeric_fraction(&self) -> f64 {
-        if self.chars == 0 { 0.0 } else { self.alphanumeric as f64 / self.chars as f64 }
+        if self.chars == 0 {
+            0.0
+        } else {
+            self.alphanumeric as f64 / self.chars as f64
+        }
     }
 }
 
@@ -570,7 +690,10 @@ impl AsyncFileReader for SendReader {
         self.0.get_bytes(range)
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
         self.0.get_byte_ranges(ranges)
     }
 
@@ -618,7 +741,8 @@ impl GithubRows {
         let locator = format!("{}#{offset}", file.relative);
         let url = format!("github:{repo_name}/{path}");
         // A row without content is kept as an empty file; the `empty` rule drops it.
-        self.docs.append(&locator, Some(&url), f.content.unwrap_or(""), &file.display, offset);
+        self.docs
+            .append(&locator, Some(&url), f.content.unwrap_or(""), &file.display, offset);
         self.repo_name.append_value(repo_name);
         self.path.append_value(path);
         self.license.append_option(f.license);
@@ -700,7 +824,18 @@ mod tests {
     #[test]
     fn licence_expressions_follow_or_and_semantics() {
         let s = stage();
-        for ok in ["MIT", "Apache-2.0", "BSD-3-Clause", "MIT OR Apache-2.0", "Unlicense OR MIT", "BSD-3-Clause AND BSD-2-Clause", "mit", "apache-2.0", "bsd-2-clause", "Apache-2.0 WITH LLVM-exception"] {
+        for ok in [
+            "MIT",
+            "Apache-2.0",
+            "BSD-3-Clause",
+            "MIT OR Apache-2.0",
+            "Unlicense OR MIT",
+            "BSD-3-Clause AND BSD-2-Clause",
+            "mit",
+            "apache-2.0",
+            "bsd-2-clause",
+            "Apache-2.0 WITH LLVM-exception",
+        ] {
             assert_eq!(s.check_license(Some(ok)), Ok(()), "{ok}");
         }
         for no in ["GPL-3.0", "MIT AND GPL-2.0", "Unlicense", "gpl-2.0", "MPL-2.0"] {
@@ -708,7 +843,10 @@ mod tests {
         }
         assert_eq!(s.check_license(None), Err(DropRule::LicenseMissing));
         assert_eq!(s.check_license(Some("  ")), Err(DropRule::LicenseMissing));
-        assert_eq!(s.check_license(Some("((not a licence")), Err(DropRule::LicenseUnparsable));
+        assert_eq!(
+            s.check_license(Some("((not a licence")),
+            Err(DropRule::LicenseUnparsable)
+        );
     }
 
     #[test]
@@ -716,11 +854,27 @@ mod tests {
         let s = stage();
         let code = "fn main() {\n    println!(\"hello\");\n}\n";
         assert!(s.clean("src/main.rs", code, Some("MIT")).is_ok());
-        assert!(s.clean("docker/Dockerfile", "FROM debian\nRUN make all\n", Some("MIT")).is_ok());
+        assert!(
+            s.clean("docker/Dockerfile", "FROM debian\nRUN make all\n", Some("MIT"))
+                .is_ok()
+        );
         assert_eq!(s.clean("Cargo.toml", code, Some("MIT")), Err(DropRule::Extension));
-        assert_eq!(s.clean("docs/LICENSE.md", "MIT License\nPermission is hereby granted\n", Some("MIT")), Err(DropRule::LicenseFile));
-        assert_eq!(s.clean("certs/ca.pem.md", code, Some("MIT")).map(|_| ()), Ok(()), "only the name's own extension matters");
-        assert!(is_license_file("a/b/COPYING.txt") && is_license_file("LICENSE-MIT.md") && is_license_file("x/server.crt"));
+        assert_eq!(
+            s.clean(
+                "docs/LICENSE.md",
+                "MIT License\nPermission is hereby granted\n",
+                Some("MIT")
+            ),
+            Err(DropRule::LicenseFile)
+        );
+        assert_eq!(
+            s.clean("certs/ca.pem.md", code, Some("MIT")).map(|_| ()),
+            Ok(()),
+            "only the name's own extension matters"
+        );
+        assert!(
+            is_license_file("a/b/COPYING.txt") && is_license_file("LICENSE-MIT.md") && is_license_file("x/server.crt")
+        );
         assert!(!is_license_file("src/license_check.rs") && !is_license_file("src/license-check.rs"));
         assert_eq!(normalize_license_case("apache-2.0 or mit"), "Apache-2.0 OR MIT");
     }
@@ -735,7 +889,10 @@ mod tests {
         assert_eq!(s.clean("a.c", &over, Some("MIT")), Err(DropRule::MaxLineLength));
         let long_lines = format!("{}\n", "word ".repeat(30)).repeat(10); // 151 chars per line
         assert_eq!(s.clean("a.c", &long_lines, Some("MIT")), Err(DropRule::MeanLineLength));
-        assert_eq!(s.clean("a.c", "{}[]();\n{}[]();\n=+-*/;\n", Some("MIT")), Err(DropRule::AlphanumericFraction));
+        assert_eq!(
+            s.clean("a.c", "{}[]();\n{}[]();\n=+-*/;\n", Some("MIT")),
+            Err(DropRule::AlphanumericFraction)
+        );
         assert_eq!(s.clean("a.c", "   \n\n", Some("MIT")), Err(DropRule::Empty));
         let stats = LineStats::of("ab\ncd\n");
         assert_eq!((stats.chars, stats.lines, stats.max_line_length), (6, 2, 2));
@@ -745,7 +902,10 @@ mod tests {
     #[test]
     fn only_a_leading_licence_block_is_stripped() {
         let c = "/*\n * Copyright (c) 2020 Someone\n * Licensed under MIT\n */\n#include <stdio.h>\nint main() { return 0; }\n";
-        assert_eq!(strip_license_header("a.c", c), "#include <stdio.h>\nint main() { return 0; }\n");
+        assert_eq!(
+            strip_license_header("a.c", c),
+            "#include <stdio.h>\nint main() { return 0; }\n"
+        );
         let py = "#!/usr/bin/env python\n# Copyright 2019 Foo\n# SPDX-License-Identifier: MIT\n\nimport os\n";
         assert_eq!(strip_license_header("x.py", py), "#!/usr/bin/env python\nimport os\n");
         let rs = "// SPDX-License-Identifier: MIT OR Apache-2.0\n// Copyright The Authors\nuse std::io;\n";
@@ -783,11 +943,20 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
-        let loc = llamaflow_pipeline::store::StoreRegistry::default().resolve(path.to_str().unwrap(), dir.path()).unwrap();
-        let file = InputFile { location: loc, relative: "export.parquet".into(), display: "github/export.parquet".into(), size: 0, version: "v".into() };
+        let loc = llamaflow_pipeline::store::StoreRegistry::default()
+            .resolve(path.to_str().unwrap(), dir.path())
+            .unwrap();
+        let file = InputFile {
+            location: loc,
+            relative: "export.parquet".into(),
+            display: "github/export.parquet".into(),
+            size: 0,
+            version: "v".into(),
+        };
 
         let ctx = datafusion::prelude::SessionContext::new();
         let table = github_table(vec![file], Progress::hidden()).unwrap();
@@ -796,7 +965,8 @@ mod tests {
             .iter()
             .flat_map(|b| {
                 let col = |n: &str| b.column_by_name(n).unwrap().clone();
-                let (url, offset, reason, lic) = (col("url"), col("input_offset"), col(QUARANTINE_REASON), col("license"));
+                let (url, offset, reason, lic) =
+                    (col("url"), col("input_offset"), col(QUARANTINE_REASON), col("license"));
                 (0..b.num_rows())
                     .map(|r| {
                         let s = |a: &ArrayRef| arrow::util::display::array_value_to_string(a, r).unwrap();
@@ -818,6 +988,9 @@ mod tests {
     #[test]
     fn unknown_parameters_and_bad_licence_ids_are_refused() {
         let t: toml::Table = toml::from_str("max_line_lenght = 5").unwrap();
-        assert_eq!(parse_params::<GithubConfig>(&t).unwrap_err().key.as_deref(), Some("max_line_lenght"));
+        assert_eq!(
+            parse_params::<GithubConfig>(&t).unwrap_err().key.as_deref(),
+            Some("max_line_lenght")
+        );
     }
 }
