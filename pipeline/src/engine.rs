@@ -19,7 +19,7 @@ use crate::dataset::{
     manifest_columns, read_commits, read_json, write_json,
 };
 use crate::inputs::{InputError, InputFile, resolve_location};
-use crate::ledger::{Ledger, RunRecord, StageRecord, UnitRecord};
+use crate::ledger::{Ledger, RunRecord, StageRecord, StageStatus, UnitRecord};
 use crate::pipeline_file::{InputRef, PipelineFile, PipelineFileError, StageDecl};
 use crate::progress::Progress;
 use crate::registry::StageRegistry;
@@ -128,9 +128,7 @@ pub struct RunSummary {
 impl RunSummary {
     /// True when no stage failed or was skipped for an upstream failure.
     pub fn succeeded(&self) -> bool {
-        self.stages
-            .iter()
-            .all(|s| s.record.status == "succeeded" || s.record.status == "up_to_date")
+        self.stages.iter().all(|s| s.record.status.is_ok())
     }
 }
 
@@ -405,17 +403,14 @@ impl Engine {
                     still_pending.push(stage);
                     continue;
                 }
-                let failed_up = ups.iter().find(|u| {
-                    let s = &outcomes[**u].record.status;
-                    s != "succeeded" && s != "up_to_date"
-                });
+                let failed_up = ups.iter().find(|u| !outcomes[**u].record.status.is_ok());
                 let b = self.built(&stage)?;
                 if let Some(up) = failed_up {
                     let record = StageRecord {
                         run_id: run_id.clone(),
                         stage: stage.clone(),
                         stage_type: b.decl.type_name.clone(),
-                        status: "skipped".into(),
+                        status: StageStatus::Skipped,
                         finished_at: chrono::Utc::now().to_rfc3339(),
                         error: Some(format!("upstream stage `{up}` did not succeed")),
                         ..Default::default()
@@ -440,8 +435,8 @@ impl Engine {
                 if pending.is_empty() {
                     break;
                 }
-                // Nothing running but stages pending: only possible if an upstream
-                // outside the selection is missing, which run_stage reports.
+                // Nothing running yet stages pending cannot happen in an acyclic
+                // graph (Dag::build refuses cycles); an error beats a hang.
                 return Err(EngineError::Selection(format!(
                     "cannot schedule: {}",
                     pending.join(", ")
@@ -460,7 +455,7 @@ impl Engine {
 
         let stages: Vec<StageOutcome> = selected.iter().filter_map(|s| outcomes.remove(s)).collect();
         for s in &stages {
-            if s.record.status == "failed" || s.record.status == "skipped" {
+            if !s.record.status.is_ok() {
                 run_record.failures.push(format!(
                     "stage `{}`: {}",
                     s.record.stage,
@@ -519,7 +514,7 @@ impl Engine {
                 run_id: ledger.run_id().to_string(),
                 stage: stage.clone(),
                 stage_type: type_name,
-                status: "up_to_date".into(),
+                status: StageStatus::UpToDate,
                 units_total: plan.units.len() as u64,
                 units_reused: plan.units.len() as u64,
                 duration_s: started.elapsed().as_secs_f64(),
@@ -662,13 +657,13 @@ impl Engine {
 
         if failed_units.is_empty() {
             if let Err(e) = self.write_manifests(b, &plan, &commits, ledger.run_id()).await {
-                record.status = "failed".into();
+                record.status = StageStatus::Failed;
                 record.error = Some(format!("cannot write the manifest: {e}"));
             } else {
-                record.status = "succeeded".into();
+                record.status = StageStatus::Succeeded;
             }
         } else {
-            record.status = "failed".into();
+            record.status = StageStatus::Failed;
             record.error = Some(format!(
                 "{} of {} units failed: {}",
                 failed_units.len(),
@@ -714,7 +709,7 @@ impl Engine {
             run_id: ledger.run_id().to_string(),
             stage: stage.to_string(),
             stage_type: type_name.to_string(),
-            status: "failed".into(),
+            status: StageStatus::Failed,
             duration_s: started.elapsed().as_secs_f64(),
             finished_at: chrono::Utc::now().to_rfc3339(),
             error: Some(error),

@@ -41,6 +41,40 @@ pub struct RunRecord {
     pub failures: Vec<String>,
 }
 
+/// How a stage ended in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Its manifest matched its inputs and config: nothing to do.
+    UpToDate,
+    /// Every unit is committed and the manifest written.
+    Succeeded,
+    /// A unit failed, or the stage could not be planned or committed.
+    #[default]
+    Failed,
+    /// Not run because an upstream stage did not succeed.
+    Skipped,
+}
+
+impl StageStatus {
+    /// True when downstream stages may run on this one's output.
+    pub fn is_ok(self) -> bool {
+        matches!(self, StageStatus::UpToDate | StageStatus::Succeeded)
+    }
+}
+
+impl std::fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            StageStatus::UpToDate => "up_to_date",
+            StageStatus::Succeeded => "succeeded",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+        };
+        f.pad(name)
+    }
+}
+
 /// One stage within a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StageRecord {
@@ -50,8 +84,8 @@ pub struct StageRecord {
     pub stage: String,
     /// Its type.
     pub stage_type: String,
-    /// `up_to_date`, `succeeded`, `failed` or `skipped`.
-    pub status: String,
+    /// How it ended.
+    pub status: StageStatus,
     /// Units the stage has.
     pub units_total: u64,
     /// Units processed in this run.

@@ -96,11 +96,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("error: the run did not complete:");
-    for s in summary
-        .stages
-        .iter()
-        .filter(|s| s.record.status == "failed" || s.record.status == "skipped")
-    {
+    for s in summary.stages.iter().filter(|s| !s.record.status.is_ok()) {
         eprintln!(
             "  stage `{}` {}: {}",
             s.record.stage,
