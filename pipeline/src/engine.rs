@@ -482,31 +482,31 @@ impl Engine {
         ledger: Ledger,
     ) -> (String, StageOutcome) {
         let started = Instant::now();
-        let b = match self.built(&stage) {
-            Ok(b) => b,
-            Err(e) => {
-                return (
-                    stage.clone(),
-                    self.failed_outcome(&ledger, &stage, "", e.to_string(), started).await,
-                );
-            }
+        let outcome = match self.try_run_stage(&stage, force, jobs, &ledger, started).await {
+            Ok(outcome) => outcome,
+            Err(error) => self.failed_outcome(&ledger, &stage, error, started).await,
         };
+        (stage, outcome)
+    }
+
+    /// Runs one stage; an `Err` is a failure of the stage as a whole (units
+    /// that fail are reported inside the outcome instead).
+    async fn try_run_stage(
+        &self,
+        stage: &str,
+        force: bool,
+        jobs: Arc<Semaphore>,
+        ledger: &Ledger,
+        started: Instant,
+    ) -> Result<StageOutcome, String> {
+        let stage = stage.to_string();
+        let b = self.built(&stage).map_err(|e| e.to_string())?;
         let type_name = b.decl.type_name.clone();
-        let plan = match self.plan(&stage, force).await {
-            Ok(p) => p,
-            Err(e) => {
-                return (
-                    stage.clone(),
-                    self.failed_outcome(&ledger, &stage, &type_name, e, started).await,
-                );
-            }
-        };
+        let plan = self.plan(&stage, force).await?;
         if let StageState::Waiting(up) = &plan.state {
-            let msg = format!("upstream stage `{up}` has no committed output (run it first, or drop --no-deps)");
-            return (
-                stage.clone(),
-                self.failed_outcome(&ledger, &stage, &type_name, msg, started).await,
-            );
+            return Err(format!(
+                "upstream stage `{up}` has no committed output (run it first, or drop --no-deps)"
+            ));
         }
         if plan.state == StageState::UpToDate && !force {
             info!(stage = %stage, "up to date, skipped");
@@ -522,13 +522,10 @@ impl Engine {
                 ..Default::default()
             };
             let _ = ledger.stage(&record).await.map_err(|e| warn!("ledger: {e}"));
-            return (
-                stage,
-                StageOutcome {
-                    record,
-                    failed_units: Vec::new(),
-                },
-            );
+            return Ok(StageOutcome {
+                record,
+                failed_units: Vec::new(),
+            });
         }
 
         let pending: Vec<WorkUnit> = plan
@@ -541,30 +538,12 @@ impl Engine {
         let progress = Progress::for_stage(&stage, total_bytes, pending.len());
         info!(stage = %stage, units = plan.units.len(), pending = pending.len(), reused = plan.reusable.len(), "running");
 
-        let session = match self.session.build() {
-            Ok(s) => s,
-            Err(e) => {
-                return (
-                    stage.clone(),
-                    self.failed_outcome(&ledger, &stage, &type_name, e.to_string(), started)
-                        .await,
-                );
-            }
-        };
+        let session = self.session.build().map_err(|e| e.to_string())?;
         // Parts left by interrupted attempts, found with one listing per folder
         // (not one per unit: a CommonCrawl stage has ~90k units).
         let mut leftovers: BTreeMap<String, Vec<Location>> = BTreeMap::new();
         for dir in self.output_dirs(b, &stage) {
-            let names = match crate::dataset::list_names(&dir).await {
-                Ok(n) => n,
-                Err(e) => {
-                    return (
-                        stage.clone(),
-                        self.failed_outcome(&ledger, &stage, &type_name, e.to_string(), started)
-                            .await,
-                    );
-                }
-            };
+            let names = crate::dataset::list_names(&dir).await.map_err(|e| e.to_string())?;
             for (name, path) in names {
                 if let Some(hash) = name.strip_prefix("part-").and_then(|r| r.split('-').next()) {
                     leftovers.entry(hash.to_string()).or_default().push(dir.with_path(path));
@@ -681,7 +660,7 @@ impl Engine {
             warn!("ledger: {e}");
         }
         info!(stage = %stage, status = %record.status, kept = record.counts.kept, quarantined = record.counts.quarantined, "stage finished");
-        (stage, StageOutcome { record, failed_units })
+        Ok(StageOutcome { record, failed_units })
     }
 
     /// The dataset folders a stage writes: main, quarantine, named outputs.
@@ -696,19 +675,16 @@ impl Engine {
         dirs
     }
 
-    async fn failed_outcome(
-        &self,
-        ledger: &Ledger,
-        stage: &str,
-        type_name: &str,
-        error: String,
-        started: Instant,
-    ) -> StageOutcome {
+    async fn failed_outcome(&self, ledger: &Ledger, stage: &str, error: String, started: Instant) -> StageOutcome {
         warn!(stage = %stage, "failed: {error}");
         let record = StageRecord {
             run_id: ledger.run_id().to_string(),
             stage: stage.to_string(),
-            stage_type: type_name.to_string(),
+            stage_type: self
+                .stages
+                .get(stage)
+                .map(|b| b.decl.type_name.clone())
+                .unwrap_or_default(),
             status: StageStatus::Failed,
             duration_s: started.elapsed().as_secs_f64(),
             finished_at: chrono::Utc::now().to_rfc3339(),
