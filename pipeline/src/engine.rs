@@ -852,3 +852,99 @@ impl StageTaskContext {
         Ok(commit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::{ParamError, StageError, StageFactory};
+    use async_trait::async_trait;
+
+    /// A stage that reads each input and reports counts `rows_in`/`kept` from its parameters.
+    #[derive(Debug)]
+    struct CountingStage {
+        rows_in: u64,
+        kept: u64,
+    }
+
+    #[async_trait]
+    impl Stage for CountingStage {
+        fn version(&self) -> u32 {
+            1
+        }
+        fn schema(&self) -> arrow::datatypes::SchemaRef {
+            crate::document::document_schema(Vec::new())
+        }
+        async fn run_unit(&self, _unit: &WorkUnit, _ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
+            Ok(UnitCounts {
+                rows_in: self.rows_in,
+                kept: self.kept,
+                ..Default::default()
+            })
+        }
+    }
+
+    struct CountingFactory;
+
+    impl StageFactory for CountingFactory {
+        fn type_name(&self) -> &'static str {
+            "counting"
+        }
+        fn summary(&self) -> &'static str {
+            "test stage"
+        }
+        fn build(&self, decl: &StageDecl) -> Result<Arc<dyn Stage>, ParamError> {
+            let get = |k: &str| decl.params.get(k).and_then(|v| v.as_integer()).unwrap_or(0) as u64;
+            Ok(Arc::new(CountingStage {
+                rows_in: get("rows_in"),
+                kept: get("kept"),
+            }))
+        }
+    }
+
+    async fn run_with(rows_in: u64, kept: u64) -> (RunSummary, std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "x").unwrap();
+        let text = format!(
+            "[output]\nroot = \"out\"\n[stages.s]\ntype = \"counting\"\ninputs = [\"./a.txt\"]\nrows_in = {rows_in}\nkept = {kept}\n"
+        );
+        let file = PipelineFile::parse(&dir.path().join("p.toml"), &text).unwrap();
+        let mut registry = StageRegistry::default();
+        registry.register(Box::new(CountingFactory));
+        let engine = Engine::new(file, &registry, None, SessionBuilder::default()).unwrap();
+        let opts = RunOptions {
+            jobs: 1,
+            force: false,
+            command: "test".into(),
+        };
+        let summary = engine.run(&["s".to_string()], &opts).await.unwrap();
+        let root = dir.path().join("out");
+        (summary, root, dir)
+    }
+
+    #[tokio::test]
+    async fn a_unit_whose_counts_do_not_reconcile_is_not_committed() {
+        let (summary, root, _dir) = run_with(3, 2).await;
+        assert!(!summary.succeeded());
+        let stage = &summary.stages[0];
+        assert_eq!(stage.record.status, StageStatus::Failed);
+        assert!(
+            stage.failed_units[0]
+                .1
+                .contains("counts do not reconcile: 3 in, 2 kept + 0 filtered + 0 quarantined"),
+            "{:?}",
+            stage.failed_units
+        );
+        assert!(!root.join("datasets/s/_commits").exists(), "nothing was committed");
+        assert!(!root.join("datasets/s/_manifest.json").exists());
+    }
+
+    #[tokio::test]
+    async fn reconciled_counts_are_committed_with_a_manifest_and_a_ledger_record() {
+        let (summary, root, _dir) = run_with(3, 3).await;
+        assert!(summary.succeeded());
+        assert_eq!(summary.stages[0].record.status, StageStatus::Succeeded);
+        assert!(root.join("datasets/s/_manifest.json").exists());
+        let runs = std::fs::read_dir(root.join("ledger/runs")).unwrap().count();
+        assert_eq!(runs, 1);
+    }
+}
