@@ -15,6 +15,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::streaming::PartitionStream;
 use llamaflow_pipeline::StageError;
+use llamaflow_pipeline::document::DocumentColumnsBuilder;
 use llamaflow_pipeline::inputs::InputFile;
 use llamaflow_pipeline::progress::Progress;
 
@@ -37,14 +38,20 @@ pub trait JsonRows: Send + 'static {
     fn push_line(&mut self, file: &InputFile, offset: u64, line: &str);
     /// Adds a bad record with its reason and the raw text.
     fn push_bad(&mut self, file: &InputFile, offset: u64, reason: &str, raw: &str);
+    /// The document columns being built (they hold the row count and text size).
+    fn docs(&self) -> &DocumentColumnsBuilder;
     /// Rows pending.
-    fn len(&self) -> usize;
+    fn len(&self) -> usize {
+        self.docs().len()
+    }
     /// True when no row is pending.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// Text bytes pending.
-    fn text_bytes(&self) -> usize;
+    fn text_bytes(&self) -> usize {
+        self.docs().text_bytes()
+    }
     /// The pending rows as a batch.
     fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError>;
 }

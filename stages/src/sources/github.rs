@@ -793,12 +793,8 @@ impl JsonRows for GithubRows {
         self.reason.append_value(reason);
     }
 
-    fn len(&self) -> usize {
-        self.docs.len()
-    }
-
-    fn text_bytes(&self) -> usize {
-        self.docs.text_bytes()
+    fn docs(&self) -> &DocumentColumnsBuilder {
+        &self.docs
     }
 
     fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
