@@ -50,12 +50,7 @@ fn bad_records_are_quarantined_and_counts_reconcile() {
         c["kept"].as_u64().unwrap(),
         c["quarantined"].as_u64().unwrap(),
     );
-    let filtered: u64 = c["filtered"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let filtered = filtered_total(c);
     assert_eq!(rows_in, kept + filtered + quarantined, "counts reconcile: {c}");
     assert_eq!(c["filtered"]["empty_text"], 1);
     assert_eq!(quarantined, 4, "truncated tail + bad JSON + two Latin-1 lines: {c}");

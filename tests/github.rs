@@ -23,12 +23,7 @@ fn github_sample_keeps_only_permissive_code_files() {
     assert_eq!(c["rows_in"], 584, "{c}");
     assert_eq!(c["quarantined"], 0, "{c}");
     assert_eq!(c["filtered"]["license_not_allowed"], 215, "the GPL rows: {c}");
-    let filtered: u64 = c["filtered"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let filtered = filtered_total(c);
     assert_eq!(c["kept"].as_u64().unwrap() + filtered, 584, "{c}");
 
     let gh = dir.path().join("out/datasets/github");

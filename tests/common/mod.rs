@@ -116,3 +116,13 @@ pub fn manifest(root: &Path, dataset: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(root.join("datasets").join(dataset).join("_manifest.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// The sum of a manifest's `counts.filtered` over every rule.
+pub fn filtered_total(counts: &serde_json::Value) -> u64 {
+    counts["filtered"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
