@@ -66,6 +66,27 @@ fn unknown_types_and_missing_stages_are_named() {
 }
 
 #[test]
+fn a_named_output_must_exist_wherever_its_stage_is_declared() {
+    // The reader comes first in the file, the stage it reads later.
+    let (code, err) = check(
+        "[output]\nroot = \"out\"\n[stages.b]\ntype = \"c4\"\ninputs = [\"a.refs\"]\n[stages.a]\ntype = \"c4\"\ninputs = [\"c4/*.json.gz\"]\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("FILE:5: `stages.b.inputs`: stage `a` has no output named `refs`"),
+        "{err}"
+    );
+    // Every stage has a quarantine output.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("c4")).unwrap();
+    write_gz(&dir.path().join("c4/a.json.gz"), &sample_lines()[..1]);
+    let p = dir.path().join("llamaflow.toml");
+    std::fs::write(&p, "[output]\nroot = \"out\"\n[stages.b]\ntype = \"c4\"\ninputs = [\"a.quarantine\"]\n[stages.a]\ntype = \"c4\"\ninputs = [\"c4/*.json.gz\"]\n").unwrap();
+    let out = run(llamaflow().args(["--pipeline", p.to_str().unwrap(), "validate"]));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
 fn an_input_matching_nothing_fails_the_stage_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("llamaflow.toml");

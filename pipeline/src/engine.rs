@@ -175,32 +175,6 @@ impl Engine {
             let stage = factory
                 .build(decl)
                 .map_err(|e| file.error_at(&decl.name, e.key.as_deref(), e.message))?;
-            for input in &decl.inputs {
-                if let InputRef::Stage {
-                    stage: up,
-                    output: Some(out),
-                } = input
-                {
-                    let upstream_outputs = stages.get(up).map(|b: &BuiltStage| {
-                        b.stage
-                            .named_outputs()
-                            .into_iter()
-                            .map(|(n, _)| n.to_string())
-                            .collect::<Vec<_>>()
-                    });
-                    if let Some(outs) = upstream_outputs
-                        && !outs.contains(out)
-                    {
-                        return Err(file
-                            .error_at(
-                                &decl.name,
-                                Some("inputs"),
-                                format!("stage `{up}` has no output named `{out}`"),
-                            )
-                            .into());
-                    }
-                }
-            }
             stages.insert(
                 decl.name.clone(),
                 BuiltStage {
@@ -208,6 +182,25 @@ impl Engine {
                     stage,
                 },
             );
+        }
+        // `"stage.output"` must name an output that stage declares (every stage has `quarantine`).
+        for decl in &file.stages {
+            for input in &decl.inputs {
+                let InputRef::Stage {
+                    stage: up,
+                    output: Some(out),
+                } = input
+                else {
+                    continue;
+                };
+                let declared = stages
+                    .get(up)
+                    .is_some_and(|b| out == "quarantine" || b.stage.named_outputs().iter().any(|(n, _)| n == out));
+                if !declared {
+                    let message = format!("stage `{up}` has no output named `{out}`");
+                    return Err(file.error_at(&decl.name, Some("inputs"), message).into());
+                }
+            }
         }
         let stores = StoreRegistry::default();
         let root_text = output_override.unwrap_or(&file.output_root);
