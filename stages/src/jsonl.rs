@@ -230,7 +230,12 @@ pub async fn take_good_rows(
             counts.quarantined += 1;
         }
     }
-    let good_rows = arrow::compute::filter_record_batch(batch, &good)?;
+    // Bad rows are rare: only copy the batch when there is one to drop.
+    let good_rows = if good.true_count() == batch.num_rows() {
+        batch.clone()
+    } else {
+        arrow::compute::filter_record_batch(batch, &good)?
+    };
     let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| i != reason_idx).collect();
     Ok(good_rows.project(&keep)?)
 }

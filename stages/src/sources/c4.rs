@@ -112,7 +112,11 @@ impl Stage for C4Stage {
                     Some(!blank)
                 })
                 .collect();
-            let kept = filter_record_batch(&good, &keep)?;
+            let kept = if keep.true_count() == good.num_rows() {
+                good
+            } else {
+                filter_record_batch(&good, &keep)?
+            };
             counts.kept += kept.num_rows() as u64;
             ctx.write(&RecordBatch::try_new(out_schema.clone(), kept.columns().to_vec())?)
                 .await?;
