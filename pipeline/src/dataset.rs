@@ -327,17 +327,28 @@ pub async fn list_names(dir: &Location) -> Result<Vec<(String, StorePath)>, Data
         .collect())
 }
 
+/// Commit records read at once (one GET each; a CommonCrawl stage has ~90k).
+const CONCURRENT_READS: usize = 32;
+
 /// Reads every unit commit record of `stage`.
 pub async fn read_commits(root: &OutputRoot, stage: &str) -> Result<Vec<UnitCommit>, DatasetError> {
+    use futures::StreamExt;
     let dir = root.commits(stage);
-    let mut commits = Vec::new();
-    for (name, path) in list_names(&dir).await? {
-        if !name.ends_with(".json") {
-            continue;
-        }
-        if let Some(c) = read_json::<UnitCommit>(&dir.with_path(path)).await? {
-            commits.push(c);
-        }
+    let reads = list_names(&dir)
+        .await?
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".json"))
+        .map(|(_, path)| {
+            let loc = dir.with_path(path);
+            async move { read_json::<UnitCommit>(&loc).await }
+        });
+    let results: Vec<Result<Option<UnitCommit>, DatasetError>> = futures::stream::iter(reads)
+        .buffer_unordered(CONCURRENT_READS)
+        .collect()
+        .await;
+    let mut commits = Vec::with_capacity(results.len());
+    for result in results {
+        commits.extend(result?);
     }
     Ok(commits)
 }

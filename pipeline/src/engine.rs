@@ -326,9 +326,14 @@ impl Engine {
             keys.sort();
             short_hash(&keys.join("\n"))
         };
-        let current: BTreeMap<String, &WorkUnit> = units.iter().map(|u| (u.hash(), u)).collect();
+        let up_to_date = manifest
+            .as_ref()
+            .is_some_and(|m| m.config_fingerprint == config_fingerprint && m.inputs_fingerprint == inputs_fingerprint);
+        // Commit records matter only when there is work to do: an up-to-date
+        // stage is decided by its manifest alone, without reading ~1 record per unit.
         let mut reusable = BTreeMap::new();
-        if !force {
+        if !force && !up_to_date {
+            let current: BTreeMap<String, &WorkUnit> = units.iter().map(|u| (u.hash(), u)).collect();
             for commit in read_commits(&self.root, stage).await.map_err(|e| e.to_string())? {
                 let valid = commit.config_fingerprint == config_fingerprint
                     && current
@@ -340,9 +345,7 @@ impl Engine {
             }
         }
         let state = match &manifest {
-            Some(m) if m.config_fingerprint == config_fingerprint && m.inputs_fingerprint == inputs_fingerprint => {
-                StageState::UpToDate
-            }
+            _ if up_to_date => StageState::UpToDate,
             Some(m) if m.config_fingerprint != config_fingerprint => {
                 StageState::Stale("its configuration changed".into())
             }
