@@ -139,7 +139,7 @@ where
             let mut rows = make_rows();
             let send = |rows: &mut R| tx.blocking_send(rows.finish().map_err(Into::into)).is_ok();
             let opened = open_input(&file, progress, &handle).map_err(|e| unreadable(&file, e.to_string()))?;
-            let (gzip, fault) = (opened.gzip, opened.fault.clone());
+            let (compression, fault) = (opened.compression, opened.fault.clone());
             let mut reader = opened.reader;
             let mut line = Vec::with_capacity(64 << 10);
             let mut offset: u64 = 0;
@@ -159,11 +159,7 @@ where
                         ));
                     }
                     Err(e) => {
-                        let what = if gzip {
-                            "corrupt or truncated gzip stream"
-                        } else {
-                            "unreadable input"
-                        };
+                        let what = compression.corrupt_stream();
                         let reason = format!("{what} at decompressed byte {offset}: {e}");
                         rows.push_bad(&file, offset, &reason, &String::from_utf8_lossy(&line));
                         break;

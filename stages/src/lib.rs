@@ -12,5 +12,6 @@ pub fn registry() -> StageRegistry {
     let mut registry = StageRegistry::default();
     registry.register(Box::new(sources::c4::C4Factory));
     registry.register(Box::new(sources::github::GithubFactory));
+    registry.register(Box::new(sources::wikipedia::WikipediaFactory));
     registry
 }

@@ -1,6 +1,6 @@
-//! Opening an input file for streaming, line-oriented reading: bytes come
-//! through `object_store`, gzip is detected by its magic bytes (not the file
-//! name), and consumed input bytes feed the stage's progress bar.
+//! Opening an input file for streaming reading: bytes come through
+//! `object_store`, gzip and bzip2 (multistream too) are detected by their magic
+//! bytes (not the file name), and consumed input bytes feed the stage's progress bar.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -54,12 +54,43 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// An input file opened for reading: decompressed if it was gzip.
+/// How an input file is compressed, as told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain bytes.
+    None,
+    /// gzip, one member or several.
+    Gzip,
+    /// bzip2, one stream or several (Wikipedia's multistream dumps).
+    Bzip2,
+}
+
+impl Compression {
+    /// Tells the compression from a file's first bytes.
+    pub fn sniff(head: &[u8]) -> Self {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Compression::Bzip2,
+            _ => Compression::None,
+        }
+    }
+
+    /// What a decoding failure is called in quarantine reasons.
+    pub fn corrupt_stream(self) -> &'static str {
+        match self {
+            Compression::None => "unreadable input",
+            Compression::Gzip => "corrupt or truncated gzip stream",
+            Compression::Bzip2 => "corrupt or truncated bzip2 stream",
+        }
+    }
+}
+
+/// An input file opened for reading, decompressed.
 pub struct OpenedInput {
     /// The decompressed bytes.
     pub reader: Box<dyn BufRead + Send>,
-    /// Whether the file was gzip.
-    pub gzip: bool,
+    /// How the file was compressed.
+    pub compression: Compression,
     /// Set when the store, not the data, failed.
     pub fault: StorageFault,
 }
@@ -85,14 +116,35 @@ pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime:
         fault: fault.clone(),
     };
     let mut buffered = BufReader::with_capacity(READ_BUFFER, counted);
-    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn BufRead + Send> = if gzip {
-        Box::new(BufReader::with_capacity(
+    let compression = Compression::sniff(buffered.fill_buf()?);
+    let reader: Box<dyn BufRead + Send> = match compression {
+        Compression::Gzip => Box::new(BufReader::with_capacity(
             READ_BUFFER,
             flate2::bufread::MultiGzDecoder::new(buffered),
-        ))
-    } else {
-        Box::new(buffered)
+        )),
+        Compression::Bzip2 => Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            bzip2::bufread::MultiBzDecoder::new(buffered),
+        )),
+        Compression::None => Box::new(buffered),
     };
-    Ok(OpenedInput { reader, gzip, fault })
+    Ok(OpenedInput {
+        reader,
+        compression,
+        fault,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_is_told_by_magic_bytes() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(Compression::sniff(b"BZh91AY&SY"), Compression::Bzip2);
+        assert_eq!(Compression::sniff(b"BZh0"), Compression::None);
+        assert_eq!(Compression::sniff(b"<mediawiki"), Compression::None);
+        assert_eq!(Compression::sniff(b""), Compression::None);
+    }
 }

@@ -2,3 +2,4 @@
 
 pub mod c4;
 pub mod github;
+pub mod wikipedia;

@@ -1,8 +1,10 @@
 //! The `github` source: files exported from BigQuery's `github_repos` tables
 //! (JSON lines, gzip or plain, or Parquet — by the `.parquet` name — with
 //! `repo_name`, `path`, `content`, `license`, optionally `language`; in
-//! Parquet the record key and `input_offset` are the row number), cleaned as LLaMA did, following RedPajama-Data v1
-//! where the paper is vague:
+//! Parquet the record key and `input_offset` are the row number), or plain
+//! repositories ([`repos`]: a folder per repository or a tarball each, the
+//! licence detected from their licence files), cleaned as LLaMA did,
+//! following RedPajama-Data v1 where the paper is vague:
 //!
 //! - licence: only MIT, a BSD variant or Apache-2.0 (configurable). The field
 //!   is an SPDX expression: `A OR B` is kept if either side is allowed, `A AND B`
@@ -51,6 +53,8 @@ use parquet::file::metadata::ParquetMetaData;
 use serde::Deserialize;
 
 use crate::jsonl::{JsonRows, QUARANTINE_REASON, json_lines_partitions, take_good_rows, unreadable};
+
+pub mod repos;
 
 /// The `source` column value.
 const SOURCE: &str = "github";
@@ -178,7 +182,8 @@ impl StageFactory for GithubFactory {
     }
 
     fn summary(&self) -> &'static str {
-        "BigQuery github_repos rows (JSON lines) filtered by licence, extension and line statistics, headers stripped"
+        "BigQuery github_repos rows (JSON lines, Parquet) or plain repositories (folders, tarballs; licence detected), \
+         filtered by licence, extension and line statistics, headers stripped"
     }
 
     fn build(&self, decl: &StageDecl) -> Result<Arc<dyn Stage>, ParamError> {
@@ -217,12 +222,28 @@ pub fn github_raw_schema() -> SchemaRef {
     document_schema(fields)
 }
 
-/// Raw BigQuery GitHub rows as a DataFusion table, one partition per file
-/// (JSON lines, or Parquet when the name ends in `.parquet`).
-pub fn github_table(files: Vec<InputFile>, progress: Progress) -> Result<StreamingTable, StageError> {
+/// Raw GitHub rows as a DataFusion table: one partition per rows file (JSON
+/// lines, or Parquet when the name ends in `.parquet`) and per repository
+/// (a tarball, or a folder's files). Repository files whose path does not end
+/// in one of `extensions` are listed without being read.
+pub fn github_table(
+    files: Vec<InputFile>,
+    extensions: Arc<Vec<String>>,
+    progress: Progress,
+) -> Result<StreamingTable, StageError> {
+    let (rows_files, repo_files): (Vec<InputFile>, Vec<InputFile>) =
+        files.into_iter().partition(|f| repos::is_rows_file(&f.relative));
     let (parquet, json): (Vec<InputFile>, Vec<InputFile>) =
-        files.into_iter().partition(|f| f.relative.ends_with(".parquet"));
+        rows_files.into_iter().partition(|f| f.relative.ends_with(".parquet"));
     let mut partitions = json_lines_partitions(json, progress.clone(), GithubRows::new);
+    for repo in repos::github_units(repo_files) {
+        partitions.push(Arc::new(repos::RepoPartition {
+            files: repo.files,
+            extensions: extensions.clone(),
+            progress: progress.clone(),
+            schema: github_raw_schema(),
+        }));
+    }
     for file in parquet {
         partitions.push(Arc::new(GithubParquetPartition {
             file,
@@ -433,8 +454,13 @@ impl Stage for GithubStage {
         github_schema()
     }
 
+    fn units(&self, inputs: Vec<InputFile>) -> Vec<WorkUnit> {
+        repos::github_units(inputs)
+    }
+
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
-        let table = github_table(unit.files.clone(), ctx.progress.clone())?;
+        let extensions = Arc::new(self.config.extensions.clone());
+        let table = github_table(unit.files.clone(), extensions, ctx.progress.clone())?;
         let mut stream = ctx.session.read_table(Arc::new(table))?.execute_stream().await?;
         let mut counts = UnitCounts::default();
         let out_schema = ctx.schema();
@@ -955,7 +981,7 @@ mod tests {
         };
 
         let ctx = datafusion::prelude::SessionContext::new();
-        let table = github_table(vec![file], Progress::hidden()).unwrap();
+        let table = github_table(vec![file], Arc::new(default_extensions()), Progress::hidden()).unwrap();
         let batches = ctx.read_table(Arc::new(table)).unwrap().collect().await.unwrap();
         let rows: Vec<String> = batches
             .iter()
