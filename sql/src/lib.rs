@@ -3,6 +3,7 @@
 
 pub mod registry;
 pub mod session;
+pub mod udfs;
 
 pub use registry::UdfRegistry;
 pub use session::{SessionBuilder, SessionError};

@@ -32,7 +32,7 @@ impl Default for SessionBuilder {
             target_partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_limit: None,
             batch_size: 8192,
-            udfs: UdfRegistry::default(),
+            udfs: crate::udfs::builtin(),
         }
     }
 }

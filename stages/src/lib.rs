@@ -1,6 +1,7 @@
 //! llamaflow's stage types. Adding a source or filter means adding one module
 //! here and one line to [`registry`].
 
+pub mod dedup;
 pub mod jsonl;
 pub mod read;
 pub mod sources;
@@ -13,5 +14,6 @@ pub fn registry() -> StageRegistry {
     registry.register(Box::new(sources::c4::C4Factory));
     registry.register(Box::new(sources::github::GithubFactory));
     registry.register(Box::new(sources::wikipedia::WikipediaFactory));
+    registry.register(Box::new(dedup::DedupFactory));
     registry
 }

@@ -1,0 +1,394 @@
+//! The `dedup` stage: exact deduplication of document datasets, within one
+//! source or across sources.
+//!
+//! Each document's key is a hash of its text (`normalized_text_hash`:
+//! lowercase, whitespace collapsed; or `text_hash`, the bytes as they are, for
+//! GitHub's file-level dedup). Among documents sharing a key, one survives: the
+//! first by a stable order, source priority (curated sources first:
+//! wikipedia, books, arxiv, stackexchange, github, c4, commoncrawl, then any
+//! other source by name) and then id. The result does not depend on `--jobs`,
+//! on input order or on how inputs are split into files.
+//!
+//! It is one DataFusion query: a window over the documents partitioned by key
+//! and ordered by (priority, id). DataFusion sorts with spilling under the
+//! session's memory pool (`--memory-limit`), so memory does not follow corpus
+//! size. Outputs: the kept documents; `removed` (`<stage>__removed`: id,
+//! kept_id, similarity, rule), so SQL can say why a document is gone; `index`
+//! (`<stage>__index`: the key of every kept document), for later incremental
+//! runs against the existing corpus.
+//!
+//! Not yet: near-duplicate detection (MinHash with LSH) and the `books`
+//! preset that needs it; the stage refuses `mode = "minhash"` and
+//! `preset = "books"` until they exist.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::compute::{filter_record_batch, not};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, cast, col};
+use futures::StreamExt;
+use llamaflow_pipeline::document::document_schema;
+use llamaflow_pipeline::inputs::InputFile;
+use llamaflow_pipeline::unit::short_hash;
+use llamaflow_pipeline::{
+    ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
+};
+use serde::Deserialize;
+
+/// The default source priority: curated sources first.
+pub const DEFAULT_PRIORITY: &[&str] = &[
+    "wikipedia",
+    "books",
+    "arxiv",
+    "stackexchange",
+    "github",
+    "c4",
+    "commoncrawl",
+];
+
+/// The rule name of exact duplicates in counts and in `removed`.
+const EXACT: &str = "exact_duplicate";
+
+/// What the stage compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Equal text (after normalization, unless `normalize = false`).
+    Exact,
+    /// Near-duplicates by MinHash (not implemented yet).
+    Minhash,
+}
+
+/// Ready-made settings for a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// GitHub: exact file-level dedup on the content as it is, GitHub's columns kept.
+    Github,
+    /// Books: near-duplicate books at > 90% overlap (not implemented yet).
+    Books,
+}
+
+/// `[stages.NAME]` parameters of a `dedup` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// `github` or `books`: sets the other parameters' defaults.
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// `exact` (default).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Compare texts lowercased with whitespace collapsed (default true; false with `preset = "github"`).
+    #[serde(default)]
+    pub normalize: Option<bool>,
+    /// The output's columns: `document` (the core columns, default) or a source
+    /// type whose columns every input has (`github`, `wikipedia`, `c4`).
+    #[serde(default)]
+    pub columns: Option<String>,
+    /// Sources in keep-first order; sources not listed come after, by name.
+    #[serde(default)]
+    pub source_priority: Option<Vec<String>>,
+}
+
+/// Builds `dedup` stages.
+#[derive(Debug)]
+pub struct DedupFactory;
+
+impl StageFactory for DedupFactory {
+    fn type_name(&self) -> &'static str {
+        "dedup"
+    }
+
+    fn summary(&self) -> &'static str {
+        "exact deduplication of document datasets (within or across sources), first by source priority then id kept"
+    }
+
+    fn build(&self, decl: &StageDecl) -> Result<Arc<dyn Stage>, ParamError> {
+        let config: DedupConfig = parse_params(&decl.params)?;
+        let not_yet = |key: &str, what: &str| ParamError {
+            key: Some(key.into()),
+            message: format!("{what} is not implemented yet: only exact dedup (`mode = \"exact\"`) exists so far"),
+        };
+        if config.preset == Some(Preset::Books) {
+            return Err(not_yet("preset", "the `books` preset (near-duplicate books)"));
+        }
+        if config.mode == Some(Mode::Minhash) {
+            return Err(not_yet("mode", "near-duplicate dedup (`minhash`)"));
+        }
+        let github = config.preset == Some(Preset::Github);
+        let columns = config
+            .columns
+            .clone()
+            .unwrap_or_else(|| if github { "github" } else { "document" }.to_string());
+        let schema = output_schema(&columns).ok_or_else(|| ParamError {
+            key: Some("columns".into()),
+            message: format!("`{columns}` is not `document` or a source type (`c4`, `github`, `wikipedia`)"),
+        })?;
+        let priority = config
+            .source_priority
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PRIORITY.iter().map(|s| s.to_string()).collect());
+        Ok(Arc::new(DedupStage {
+            normalize: config.normalize.unwrap_or(!github),
+            priority,
+            schema,
+        }))
+    }
+}
+
+/// The output schema for a `columns` setting.
+fn output_schema(columns: &str) -> Option<SchemaRef> {
+    use crate::sources;
+    Some(match columns {
+        "document" => document_schema(Vec::new()),
+        "c4" => sources::c4::c4_schema(),
+        "github" => sources::github::github_schema(),
+        "wikipedia" => sources::wikipedia::wikipedia_schema(),
+        _ => return None,
+    })
+}
+
+/// The `removed` output: why each dropped document went.
+pub fn removed_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("kept_id", DataType::Utf8, false),
+        Field::new("similarity", DataType::Float64, false),
+        Field::new("rule", DataType::Utf8, false),
+    ]))
+}
+
+/// The `index` output: the key of every kept document.
+pub fn index_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+    ]))
+}
+
+/// The `dedup` stage.
+#[derive(Debug)]
+pub struct DedupStage {
+    normalize: bool,
+    priority: Vec<String>,
+    schema: SchemaRef,
+}
+
+impl DedupStage {
+    /// `CASE source WHEN 'wikipedia' THEN 0 ... ELSE n END`: the keep-first rank of a source.
+    fn priority_sql(&self) -> String {
+        let mut sql = String::from("CASE source");
+        for (rank, source) in self.priority.iter().enumerate() {
+            sql.push_str(&format!(" WHEN '{}' THEN {rank}", source.replace('\'', "''")));
+        }
+        sql.push_str(&format!(" ELSE {} END", self.priority.len()));
+        sql
+    }
+
+    fn key_kind(&self) -> &'static str {
+        if self.normalize { "normalized_text" } else { "text" }
+    }
+
+    /// Every input dataset, read with DataFusion and cut to the output's columns, as one frame.
+    async fn documents(&self, files: &[InputFile], session: &SessionContext) -> Result<DataFrame, StageError> {
+        // Files of one dataset share a schema; datasets may differ (cross-source dedup).
+        let mut datasets: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for f in files {
+            let dataset = f.relative.split_once('/').map_or("", |(d, _)| d);
+            let mut base = f.location.url.clone();
+            base.set_path("");
+            session
+                .runtime_env()
+                .register_object_store(&base, f.location.store.clone());
+            datasets.entry(dataset).or_default().push(f.location.url.to_string());
+        }
+        let fields = self.schema.fields();
+        let mut all: Option<DataFrame> = None;
+        for (dataset, urls) in datasets {
+            let frame = session.read_parquet(urls, ParquetReadOptions::default()).await?;
+            let has = |c: &str| frame.schema().field_with_unqualified_name(c).is_ok();
+            if let Some(missing) = fields.iter().map(|f| f.name()).find(|c| !has(c)) {
+                return Err(StageError::Other(format!(
+                    "input `{dataset}` has no `{missing}` column; set `columns = \"document\"` to dedup on the core columns"
+                )));
+            }
+            // DataFusion reads Parquet strings as views; the output keeps the schema's own types.
+            let frame = frame.select(
+                fields
+                    .iter()
+                    .map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name()))
+                    .collect::<Vec<_>>(),
+            )?;
+            all = Some(match all {
+                Some(prev) => prev.union(frame)?,
+                None => frame,
+            });
+        }
+        all.ok_or_else(|| StageError::Other("dedup has no input documents".into()))
+    }
+}
+
+#[async_trait]
+impl Stage for DedupStage {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
+        vec![("removed", removed_schema()), ("index", index_schema())]
+    }
+
+    /// The whole corpus is one unit: duplicates are found across all inputs.
+    fn units(&self, inputs: Vec<InputFile>) -> Vec<WorkUnit> {
+        if inputs.is_empty() {
+            return Vec::new();
+        }
+        let mut files = inputs;
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        let listing: String = files
+            .iter()
+            .map(|f| format!("{}\0{}\0{}\n", f.relative, f.size, f.version))
+            .collect();
+        vec![WorkUnit {
+            key: "corpus".into(),
+            files,
+            fingerprint: short_hash(&listing),
+        }]
+    }
+
+    async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
+        let session = ctx.session.clone();
+        let docs = self.documents(&unit.files, &session).await?;
+        session.register_table("dedup_documents", docs.into_view())?;
+        let hash = if self.normalize {
+            "normalized_text_hash"
+        } else {
+            "text_hash"
+        };
+        let doc_columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("\"{}\"", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // One sort by key, with spilling: the first document of each key by
+        // (priority, id) is kept, the others point at it.
+        let sql = format!(
+            "SELECT {doc_columns}, dedup_key, \
+                    first_value(id) OVER w AS dedup_kept_id, \
+                    row_number() OVER w = 1 AS dedup_keep \
+             FROM (SELECT *, {hash}(text) AS dedup_key, {priority} AS dedup_rank FROM dedup_documents) \
+             WINDOW w AS (PARTITION BY dedup_key ORDER BY dedup_rank, source, id \
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+            priority = self.priority_sql(),
+        );
+        let result = session.sql(&sql).await;
+        let _ = session.deregister_table("dedup_documents");
+        let mut stream = result?.execute_stream().await?;
+        let mut counts = UnitCounts::default();
+        let n_doc_columns = self.schema.fields().len();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            counts.rows_in += batch.num_rows() as u64;
+            ctx.progress.add_docs(batch.num_rows() as u64);
+            let keep_col = batch.column(n_doc_columns + 2).as_boolean().clone();
+            let keep: BooleanArray = keep_col.iter().map(|k| Some(k.unwrap_or(true))).collect();
+            let kept = filter_record_batch(&batch, &keep)?;
+            let removed = filter_record_batch(&batch, &not(&keep)?)?;
+            counts.kept += kept.num_rows() as u64;
+            if removed.num_rows() > 0 {
+                *counts.filtered.entry(EXACT.to_string()).or_default() += removed.num_rows() as u64;
+            }
+            let docs = RecordBatch::try_new(self.schema.clone(), kept.columns()[..n_doc_columns].to_vec())?;
+            ctx.write(&docs).await?;
+            let kinds = StringArray::from(vec![self.key_kind(); kept.num_rows()]);
+            let index = RecordBatch::try_new(
+                index_schema(),
+                vec![
+                    kept.column(n_doc_columns).clone(),
+                    kept.column_by_name("id")
+                        .cloned()
+                        .unwrap_or_else(|| kept.column(0).clone()),
+                    Arc::new(kinds),
+                ],
+            )?;
+            ctx.write_named("index", &index).await?;
+            if removed.num_rows() > 0 {
+                let n = removed.num_rows();
+                let removed = RecordBatch::try_new(
+                    removed_schema(),
+                    vec![
+                        removed
+                            .column_by_name("id")
+                            .cloned()
+                            .unwrap_or_else(|| removed.column(0).clone()),
+                        removed.column(n_doc_columns + 1).clone(),
+                        Arc::new(Float64Array::from(vec![1.0; n])),
+                        Arc::new(StringArray::from(vec![EXACT; n])),
+                    ],
+                )?;
+                ctx.write_named("removed", &removed).await?;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(toml: &str) -> Result<Arc<dyn Stage>, ParamError> {
+        let decl = StageDecl {
+            name: "d".into(),
+            type_name: "dedup".into(),
+            inputs: Vec::new(),
+            params: toml::from_str(toml).unwrap(),
+            line: 1,
+        };
+        DedupFactory.build(&decl)
+    }
+
+    #[test]
+    fn presets_set_columns_and_normalization() {
+        let github = stage("preset = \"github\"").unwrap();
+        assert!(github.schema().field_with_name("repo_name").is_ok());
+        let plain = stage("").unwrap();
+        assert_eq!(
+            plain.schema().fields().len(),
+            llamaflow_pipeline::document::DOCUMENT_COLUMNS.len()
+        );
+    }
+
+    #[test]
+    fn unfinished_modes_are_refused_by_name() {
+        let e = stage("mode = \"minhash\"").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("mode"));
+        assert!(e.message.contains("not implemented yet"), "{}", e.message);
+        assert_eq!(stage("preset = \"books\"").unwrap_err().key.as_deref(), Some("preset"));
+        assert_eq!(stage("columns = \"nope\"").unwrap_err().key.as_deref(), Some("columns"));
+    }
+
+    #[test]
+    fn priority_is_a_case_expression_in_the_configured_order() {
+        let s = DedupStage {
+            normalize: true,
+            priority: vec!["c4".into(), "o'brien".into()],
+            schema: document_schema(Vec::new()),
+        };
+        assert_eq!(
+            s.priority_sql(),
+            "CASE source WHEN 'c4' THEN 0 WHEN 'o''brien' THEN 1 ELSE 2 END"
+        );
+    }
+}
