@@ -155,7 +155,8 @@ fn validate_and_graph_describe_the_pipeline() {
     let out = run(llamaflow().args(["validate", "--pipeline", p]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(": ok (6 stages: c4, github, github_repos, wikipedia, github_dedup, dedup;"),
+        String::from_utf8_lossy(&out.stdout)
+            .contains(": ok (6 stages: c4, github, github_repos, wikipedia, github_dedup, dedup;"),
         "{}",
         text(&out)
     );

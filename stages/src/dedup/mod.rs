@@ -9,10 +9,12 @@
 //! other source by name) and then id. The result does not depend on `--jobs`,
 //! on input order or on how inputs are split into files.
 //!
-//! It is one DataFusion query: a window over the documents partitioned by key
-//! and ordered by (priority, id). DataFusion sorts with spilling under the
-//! session's memory pool (`--memory-limit`), so memory does not follow corpus
-//! size. Outputs: the kept documents; `removed` (`<stage>__removed`: id,
+//! Two passes. The first is a DataFusion query over keys only (the text is
+//! hashed before the sort): a window partitioned by key and ordered by
+//! (priority, source, id), whose sort spills under the session's memory pool
+//! (`--memory-limit`). The second streams the documents again and drops the
+//! removed ids, held in memory (16 bytes each plus the set's overhead: memory
+//! follows the number of duplicates, not the corpus). Outputs: the kept documents; `removed` (`<stage>__removed`: id,
 //! kept_id, similarity, rule), so SQL can say why a document is gone; `index`
 //! (`<stage>__index`: the key of every kept document), for later incremental
 //! runs against the existing corpus.
@@ -21,7 +23,7 @@
 //! preset that needs it; the stage refuses `mode = "minhash"` and
 //! `preset = "books"` until they exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
@@ -194,6 +196,77 @@ impl DedupStage {
         if self.normalize { "normalized_text" } else { "text" }
     }
 
+    /// Pass 1, over keys only (the text is hashed before the sort, so the sort
+    /// holds ids and keys, never texts): decides which documents go, writes
+    /// `index` and `removed`, and returns the removed ids.
+    async fn decide(
+        &self,
+        session: &SessionContext,
+        docs: DataFrame,
+        ctx: &mut UnitContext,
+        counts: &mut UnitCounts,
+    ) -> Result<HashSet<u128>, StageError> {
+        session.register_table("dedup_documents", docs.into_view())?;
+        let hash = if self.normalize {
+            "normalized_text_hash"
+        } else {
+            "text_hash"
+        };
+        // The first document of each key by (priority, source, id) is kept; the others point at it.
+        let sql = format!(
+            "SELECT id, dedup_key, first_value(id) OVER w AS dedup_kept_id, row_number() OVER w = 1 AS dedup_keep \
+             FROM (SELECT id, source, {hash}(text) AS dedup_key, {priority} AS dedup_rank FROM dedup_documents) \
+             WINDOW w AS (PARTITION BY dedup_key ORDER BY dedup_rank, source, id \
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+            priority = self.priority_sql(),
+        );
+        let result = session.sql(&sql).await;
+        let _ = session.deregister_table("dedup_documents");
+        let mut stream = result?.execute_stream().await?;
+        let mut removed_ids = HashSet::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            counts.rows_in += batch.num_rows() as u64;
+            ctx.progress.add_docs(batch.num_rows() as u64);
+            let keep: BooleanArray = batch
+                .column(3)
+                .as_boolean()
+                .iter()
+                .map(|k| Some(k.unwrap_or(true)))
+                .collect();
+            let kept = filter_record_batch(&batch, &keep)?;
+            let removed = filter_record_batch(&batch, &not(&keep)?)?;
+            counts.kept += kept.num_rows() as u64;
+            let index = RecordBatch::try_new(
+                index_schema(),
+                vec![
+                    cast_utf8(kept.column(1))?,
+                    cast_utf8(kept.column(0))?,
+                    Arc::new(StringArray::from(vec![self.key_kind(); kept.num_rows()])),
+                ],
+            )?;
+            ctx.write_named("index", &index).await?;
+            let n = removed.num_rows();
+            if n == 0 {
+                continue;
+            }
+            *counts.filtered.entry(EXACT.to_string()).or_default() += n as u64;
+            let ids = cast_utf8(removed.column(0))?;
+            removed_ids.extend(ids.as_string::<i32>().iter().map(|id| id_key(id.unwrap_or(""))));
+            let removed = RecordBatch::try_new(
+                removed_schema(),
+                vec![
+                    ids,
+                    cast_utf8(removed.column(2))?,
+                    Arc::new(Float64Array::from(vec![1.0; n])),
+                    Arc::new(StringArray::from(vec![EXACT; n])),
+                ],
+            )?;
+            ctx.write_named("removed", &removed).await?;
+        }
+        Ok(removed_ids)
+    }
+
     /// Every input dataset, read with DataFusion and cut to the output's columns, as one frame.
     async fn documents(&self, files: &[InputFile], session: &SessionContext) -> Result<DataFrame, StageError> {
         // Files of one dataset share a schema; datasets may differ (cross-source dedup).
@@ -268,80 +341,43 @@ impl Stage for DedupStage {
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
         let session = ctx.session.clone();
         let docs = self.documents(&unit.files, &session).await?;
-        session.register_table("dedup_documents", docs.into_view())?;
-        let hash = if self.normalize {
-            "normalized_text_hash"
-        } else {
-            "text_hash"
-        };
-        let doc_columns = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| format!("\"{}\"", f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // One sort by key, with spilling: the first document of each key by
-        // (priority, id) is kept, the others point at it.
-        let sql = format!(
-            "SELECT {doc_columns}, dedup_key, \
-                    first_value(id) OVER w AS dedup_kept_id, \
-                    row_number() OVER w = 1 AS dedup_keep \
-             FROM (SELECT *, {hash}(text) AS dedup_key, {priority} AS dedup_rank FROM dedup_documents) \
-             WINDOW w AS (PARTITION BY dedup_key ORDER BY dedup_rank, source, id \
-                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
-            priority = self.priority_sql(),
-        );
-        let result = session.sql(&sql).await;
-        let _ = session.deregister_table("dedup_documents");
-        let mut stream = result?.execute_stream().await?;
         let mut counts = UnitCounts::default();
-        let n_doc_columns = self.schema.fields().len();
+        let removed = self.decide(&session, docs.clone(), ctx, &mut counts).await?;
+        // Pass 2: the documents again, minus the removed ones.
+        let mut stream = docs.execute_stream().await?;
+        let mut written = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            counts.rows_in += batch.num_rows() as u64;
-            ctx.progress.add_docs(batch.num_rows() as u64);
-            let keep_col = batch.column(n_doc_columns + 2).as_boolean().clone();
-            let keep: BooleanArray = keep_col.iter().map(|k| Some(k.unwrap_or(true))).collect();
+            let ids = batch
+                .column_by_name("id")
+                .ok_or_else(|| StageError::Other("dedup input without an `id` column".into()))?
+                .as_string::<i32>();
+            let keep: BooleanArray = ids
+                .iter()
+                .map(|id| Some(!removed.contains(&id_key(id.unwrap_or("")))))
+                .collect();
             let kept = filter_record_batch(&batch, &keep)?;
-            let removed = filter_record_batch(&batch, &not(&keep)?)?;
-            counts.kept += kept.num_rows() as u64;
-            if removed.num_rows() > 0 {
-                *counts.filtered.entry(EXACT.to_string()).or_default() += removed.num_rows() as u64;
-            }
-            let docs = RecordBatch::try_new(self.schema.clone(), kept.columns()[..n_doc_columns].to_vec())?;
-            ctx.write(&docs).await?;
-            let kinds = StringArray::from(vec![self.key_kind(); kept.num_rows()]);
-            let index = RecordBatch::try_new(
-                index_schema(),
-                vec![
-                    kept.column(n_doc_columns).clone(),
-                    kept.column_by_name("id")
-                        .cloned()
-                        .unwrap_or_else(|| kept.column(0).clone()),
-                    Arc::new(kinds),
-                ],
-            )?;
-            ctx.write_named("index", &index).await?;
-            if removed.num_rows() > 0 {
-                let n = removed.num_rows();
-                let removed = RecordBatch::try_new(
-                    removed_schema(),
-                    vec![
-                        removed
-                            .column_by_name("id")
-                            .cloned()
-                            .unwrap_or_else(|| removed.column(0).clone()),
-                        removed.column(n_doc_columns + 1).clone(),
-                        Arc::new(Float64Array::from(vec![1.0; n])),
-                        Arc::new(StringArray::from(vec![EXACT; n])),
-                    ],
-                )?;
-                ctx.write_named("removed", &removed).await?;
-            }
+            written += kept.num_rows() as u64;
+            ctx.write(&RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())?)
+                .await?;
+        }
+        if written != counts.kept {
+            return Err(StageError::Other(format!(
+                "the inputs changed during dedup: {written} documents written, {} expected (duplicate ids?)",
+                counts.kept
+            )));
         }
         Ok(counts)
     }
+}
+
+/// The in-memory key of a document id (16 bytes whatever the id's form).
+fn id_key(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
+fn cast_utf8(array: &arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef, StageError> {
+    Ok(arrow::compute::cast(array, &DataType::Utf8)?)
 }
 
 #[cfg(test)]
