@@ -206,7 +206,9 @@ impl DedupStage {
         ctx: &mut UnitContext,
         counts: &mut UnitCounts,
     ) -> Result<HashSet<u128>, StageError> {
-        session.register_table("dedup_documents", docs.into_view())?;
+        // Named after the stage: two dedup stages may run at once in the shared session.
+        let table = format!("dedup_documents_{}", ctx.stage);
+        session.register_table(table.as_str(), docs.into_view())?;
         let hash = if self.normalize {
             "normalized_text_hash"
         } else {
@@ -215,13 +217,13 @@ impl DedupStage {
         // The first document of each key by (priority, source, id) is kept; the others point at it.
         let sql = format!(
             "SELECT id, dedup_key, first_value(id) OVER w AS dedup_kept_id, row_number() OVER w = 1 AS dedup_keep \
-             FROM (SELECT id, source, {hash}(text) AS dedup_key, {priority} AS dedup_rank FROM dedup_documents) \
+             FROM (SELECT id, source, {hash}(text) AS dedup_key, {priority} AS dedup_rank FROM {table}) \
              WINDOW w AS (PARTITION BY dedup_key ORDER BY dedup_rank, source, id \
                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
             priority = self.priority_sql(),
         );
         let result = session.sql(&sql).await;
-        let _ = session.deregister_table("dedup_documents");
+        let _ = session.deregister_table(table.as_str());
         let mut stream = result?.execute_stream().await?;
         let mut removed_ids = HashSet::new();
         while let Some(batch) = stream.next().await {
