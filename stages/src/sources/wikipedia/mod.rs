@@ -284,7 +284,16 @@ impl PageConverter {
         if page.ns != Some(0) {
             return rows.filter("namespace");
         }
-        if page.redirect || page.text.trim_start().to_ascii_lowercase().starts_with("#redirect") {
+        // MediaWiki's syntax: `#REDIRECT [[Target]]` (any case, an optional colon).
+        let starts_redirect = |t: &str| {
+            t.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("#redirect"))
+                && t[9..]
+                    .trim_start()
+                    .trim_start_matches(':')
+                    .trim_start()
+                    .starts_with("[[")
+        };
+        if page.redirect || starts_redirect(page.text.trim_start()) {
             return rows.filter("redirect");
         }
         let Some(lang) = lang.filter(|l| self.config.languages.iter().any(|k| k == l)) else {
@@ -386,5 +395,46 @@ impl WikiRows {
             refs,
             filtered: std::mem::take(&mut self.filtered),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_without_the_element_are_caught_by_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = InputFile {
+            location: llamaflow_pipeline::store::StoreRegistry::default()
+                .resolve("dump.xml", dir.path())
+                .unwrap(),
+            relative: "dump.xml".into(),
+            display: "wiki/dump.xml".into(),
+            size: 0,
+            version: "v".into(),
+        };
+        let converter = PageConverter {
+            file,
+            config: parse_params(&toml::Table::new()).unwrap(),
+        };
+        let cleaner = WikitextCleaner::new(Vec::new(), 100);
+        let mut rows = WikiRows::new();
+        for (id, text) in [
+            (1, "  #REDIRECT [[X]]"),
+            (2, "#redirect[[Y]]"),
+            (3, "#Redirected fact is text."),
+        ] {
+            let page = Page {
+                title: Some(format!("P{id}")),
+                ns: Some(0),
+                id: Some(id),
+                text: text.into(),
+                ..Page::default()
+            };
+            converter.convert_page(page, &cleaner, Some("en"), &mut rows);
+        }
+        assert_eq!(rows.filtered.get("redirect"), Some(&2));
+        assert_eq!(rows.len(), 1, "a numbered line that starts with 'Redirected' is text");
     }
 }
