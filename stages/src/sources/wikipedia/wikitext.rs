@@ -599,6 +599,10 @@ fn heading(line: &str) -> Option<(usize, &str)> {
 /// Inline formatting of one line: quotes, magic words, entities, spacing.
 fn clean_inline(line: &str) -> String {
     let decoded = html_escape::decode_html_entities(line);
+    // Most lines have no quotes, magic words, tabs or no-break spaces: only spacing to tidy.
+    if !decoded.contains(['\'', '_', '\t', '\u{a0}']) {
+        return tidy_spaces(&decoded);
+    }
     let mut out = String::with_capacity(decoded.len());
     let mut chars = decoded.chars().peekable();
     while let Some(c) = chars.next() {
