@@ -47,6 +47,12 @@ pub const PAPER_LANGUAGES: &[&str] = &[
 
 /// Pages per batch.
 const BATCH_PAGES: usize = 1024;
+/// Pages queued between the parsing and the cleaning thread (each at most `max_page_bytes`).
+const PAGES_IN_FLIGHT: usize = 8;
+
+/// A page (or a bad record) from the parsing thread, with the dump's site
+/// information alongside the first page; or why reading stopped.
+type PageMessage = Result<(DumpItem, Option<dump::SiteInfo>), StageError>;
 /// Text bytes per batch.
 const BATCH_TEXT_BYTES: usize = 32 << 20;
 
@@ -241,11 +247,59 @@ impl PageConverter {
             opened.compression.corrupt_stream(),
             Box::new(move || fault.happened()),
         );
+        // Two threads: this one decompresses and parses, the other cleans
+        // wikitext and builds batches, so one dump file uses two cores.
+        let (page_tx, page_rx) = std::sync::mpsc::sync_channel::<PageMessage>(PAGES_IN_FLIGHT);
+        std::thread::scope(|scope| {
+            scope.spawn(move || self.clean_pages(page_rx, tx));
+            let mut site_sent = false;
+            loop {
+                let message = match dump.next_item() {
+                    Ok(None) => break,
+                    Ok(Some(item)) => {
+                        // The site information is complete once the first page is read.
+                        let site = match (&item, site_sent) {
+                            (DumpItem::Page(_), false) => {
+                                site_sent = true;
+                                Some(dump.site().clone())
+                            }
+                            _ => None,
+                        };
+                        Ok((item, site))
+                    }
+                    Err(e) => Err(unreadable(format!("read failed: {e}"))),
+                };
+                let failed = message.is_err();
+                // A closed channel means the cleaning side stopped (it reports why).
+                if page_tx.send(message).is_err() || failed {
+                    break;
+                }
+            }
+            drop(page_tx); // ends the cleaning side's loop
+        });
+        Ok(())
+    }
+
+    /// The cleaning side: turns pages into batches and sends them downstream.
+    fn clean_pages(
+        &self,
+        pages: std::sync::mpsc::Receiver<PageMessage>,
+        tx: &mpsc::Sender<Result<WikiBatch, StageError>>,
+    ) {
         let mut rows = WikiRows::new();
         let mut cleaner: Option<(WikitextCleaner, Option<String>)> = None;
-        loop {
-            let item = dump.next_item().map_err(|e| unreadable(format!("read failed: {e}")))?;
-            let Some(item) = item else { break };
+        for message in pages {
+            let (item, site) = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            if let Some(site) = site {
+                let built = WikitextCleaner::new(site.non_text_namespaces(), self.config.max_template_depth);
+                cleaner = Some((built, site.language()));
+            }
             match item {
                 DumpItem::Bad {
                     offset,
@@ -253,11 +307,8 @@ impl PageConverter {
                     excerpt,
                 } => rows.push_bad(&self.file, offset, &reason, &excerpt),
                 DumpItem::Page(page) => {
-                    // Site information precedes the first page: the cleaner is built once it is known.
                     let (cleaner, lang) = cleaner.get_or_insert_with(|| {
-                        let site = dump.site();
-                        let cleaner = WikitextCleaner::new(site.non_text_namespaces(), self.config.max_template_depth);
-                        (cleaner, site.language())
+                        (WikitextCleaner::new(Vec::new(), self.config.max_template_depth), None)
                     });
                     self.convert_page(page, cleaner, lang.as_deref(), &mut rows);
                 }
@@ -265,13 +316,12 @@ impl PageConverter {
             if (rows.len() >= BATCH_PAGES || rows.docs.text_bytes() >= BATCH_TEXT_BYTES)
                 && tx.blocking_send(rows.finish()).is_err()
             {
-                return Ok(()); // the consumer is gone
+                return; // the consumer is gone
             }
         }
         if rows.len() > 0 || !rows.filtered.is_empty() {
             let _ = tx.blocking_send(rows.finish());
         }
-        Ok(())
     }
 
     fn convert_page(&self, page: Page, cleaner: &WikitextCleaner, lang: Option<&str>, rows: &mut WikiRows) {
