@@ -273,13 +273,16 @@ impl DedupStage {
     async fn documents(&self, files: &[InputFile], session: &SessionContext) -> Result<DataFrame, StageError> {
         // Files of one dataset share a schema; datasets may differ (cross-source dedup).
         let mut datasets: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut registered = HashSet::new();
         for f in files {
             let dataset = f.relative.split_once('/').map_or("", |(d, _)| d);
             let mut base = f.location.url.clone();
             base.set_path("");
-            session
-                .runtime_env()
-                .register_object_store(&base, f.location.store.clone());
+            if registered.insert(base.to_string()) {
+                session
+                    .runtime_env()
+                    .register_object_store(&base, f.location.store.clone());
+            }
             datasets.entry(dataset).or_default().push(f.location.url.to_string());
         }
         let fields = self.schema.fields();

@@ -294,6 +294,7 @@ impl RepoReader {
         // Pass 1: the common top folder (GitHub's `owner-repo-sha/`) and the licence.
         let mut tops = BTreeSet::new();
         let mut license_files: Vec<(String, String)> = Vec::new();
+        // A broken archive is reported by pass 2, which reads the same bytes.
         let _ = self.each_entry(tarball, Progress::hidden(), &mut |path, entry, _| {
             let top = path.split_once('/').map_or("", |(t, _)| t).to_string();
             tops.insert(top);
@@ -380,10 +381,10 @@ impl RepoReader {
             if !entry.header().entry_type().is_file() {
                 continue;
             }
-            let path = match entry.path() {
-                Ok(p) => p.to_string_lossy().trim_start_matches("./").to_string(),
-                Err(_) => continue,
-            };
+            // Raw bytes, so no file is skipped for an odd name.
+            let path = String::from_utf8_lossy(&entry.path_bytes())
+                .trim_start_matches("./")
+                .to_string();
             if !each(&path, &mut entry, last_offset) {
                 break;
             }

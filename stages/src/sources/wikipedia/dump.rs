@@ -380,12 +380,7 @@ impl<R: BufRead> DumpReader<R> {
                 "{} at decompressed byte {}: {io_error}",
                 self.stream_name, inner.consumed
             );
-            let excerpt = page.map(|p| p.text.chars().take(200).collect()).unwrap_or_default();
-            return Ok(Some(DumpItem::Bad {
-                offset,
-                reason,
-                excerpt,
-            }));
+            return Ok(Some(bad_at(offset, reason, page.as_ref())));
         } else {
             format!("malformed XML at decompressed byte {error_at}: {error}")
         };
@@ -416,12 +411,7 @@ impl<R: BufRead> DumpReader<R> {
         self.path.clear();
         self.field = None;
         self.page_error = None;
-        let excerpt = page.map(|p| p.text.chars().take(200).collect()).unwrap_or_default();
-        Ok(Some(DumpItem::Bad {
-            offset,
-            reason,
-            excerpt,
-        }))
+        Ok(Some(bad_at(offset, reason, page.as_ref())))
     }
 }
 
@@ -437,13 +427,18 @@ fn xml_reader<R: BufRead>(inner: Budgeted<R>) -> Reader<Budgeted<R>> {
 }
 
 fn bad(page: &Page, reason: String) -> DumpItem {
+    bad_at(page.offset, reason, Some(page))
+}
+
+/// A bad record at `offset`; its excerpt is the page's title, else the start of its text.
+fn bad_at(offset: u64, reason: String, page: Option<&Page>) -> DumpItem {
+    let excerpt = page
+        .map(|p| p.title.clone().unwrap_or_else(|| p.text.chars().take(200).collect()))
+        .unwrap_or_default();
     DumpItem::Bad {
-        offset: page.offset,
+        offset,
         reason,
-        excerpt: page
-            .title
-            .clone()
-            .unwrap_or_else(|| page.text.chars().take(200).collect()),
+        excerpt,
     }
 }
 

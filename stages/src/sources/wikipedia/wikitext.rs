@@ -189,7 +189,7 @@ impl WikitextCleaner {
         let text = self.render_links(&text, &mut urls);
         Ok(CleanPage {
             text: render_lines(&text),
-            urls: urls.0,
+            urls: urls.urls,
         })
     }
 
@@ -274,9 +274,12 @@ fn render_external_links(text: &str, urls: &mut UrlList) -> String {
     out
 }
 
-/// URLs collected on a page, first occurrence kept.
+/// URLs collected on a page, first occurrence kept (a page may cite thousands).
 #[derive(Debug, Default)]
-struct UrlList(Vec<CitedUrl>);
+struct UrlList {
+    urls: Vec<CitedUrl>,
+    seen: HashSet<String>,
+}
 
 impl UrlList {
     fn push(&mut self, kind: &'static str, url: &str) {
@@ -288,8 +291,8 @@ impl UrlList {
             Some(rest) => format!("https://{rest}"),
             None => url.to_string(),
         };
-        if !self.0.iter().any(|u| u.url == url) {
-            self.0.push(CitedUrl { kind, url });
+        if self.seen.insert(url.clone()) {
+            self.urls.push(CitedUrl { kind, url });
         }
     }
 
