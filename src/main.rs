@@ -63,6 +63,12 @@ enum Command {
     Graph(cli::graph::GraphArgs),
     /// Check a pipeline file without running anything.
     Validate,
+    /// Count the tokens of text files with a tokenizer.json, timing each.
+    Tokens(cli::tokens::TokensArgs),
+    /// The training mixture over the token shards: proportions, epochs, drawn shares.
+    Mixture(cli::mixture::MixtureArgs),
+    /// Export token shards for other trainers (Megatron-LM).
+    Export(cli::export::ExportArgs),
 }
 
 fn parse_bytes(text: &str) -> Result<usize, String> {
@@ -141,6 +147,9 @@ fn main() -> ExitCode {
             Command::Status(args) => cli::status::status(&cli.global, args).await,
             Command::Graph(args) => cli::graph::graph(&cli.global, args),
             Command::Validate => cli::validate::validate(&cli.global).await,
+            Command::Tokens(args) => cli::tokens::tokens(args),
+            Command::Mixture(args) => cli::mixture::mixture(&cli.global, args).await,
+            Command::Export(args) => cli::export::export(&cli.global, args),
         }
     });
     match result {

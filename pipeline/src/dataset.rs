@@ -133,6 +133,11 @@ impl PartWriter {
         &self.dataset
     }
 
+    /// The folder it writes into.
+    pub fn dir(&self) -> &Location {
+        &self.dir
+    }
+
     /// The schema it writes.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()

@@ -251,11 +251,12 @@ impl Engine {
         let params = serde_json::to_string(&b.decl.params).unwrap_or_default();
         let inputs: Vec<String> = b.decl.inputs.iter().map(ToString::to_string).collect();
         let text = format!(
-            "{}\0{}\0{}\0{}",
+            "{}\0{}\0{}\0{}{}",
             b.decl.type_name,
             b.stage.version(),
             params,
-            inputs.join("\0")
+            inputs.join("\0"),
+            b.stage.fingerprint_extra()
         );
         hex::encode(&Sha256::digest(text.as_bytes())[..16])
     }
@@ -815,6 +816,7 @@ impl StageTaskContext {
             PartWriter::new(main_dir, self.stage.clone(), prefix.clone(), self.stage_impl.schema()),
             PartWriter::new(q_dir, q_name, prefix.clone(), crate::document::quarantine_schema()),
             named,
+            prefix.clone(),
         );
         let counts = self
             .stage_impl

@@ -58,6 +58,8 @@ pub struct StageDecl {
     pub params: toml::Table,
     /// Line of the `[stages.NAME]` header.
     pub line: usize,
+    /// The pipeline's `[mixture]` proportions, for stages that sample by them.
+    pub mixture: BTreeMap<String, f64>,
 }
 
 /// A parsed pipeline file.
@@ -179,6 +181,7 @@ impl PipelineFile {
                 inputs,
                 params: table,
                 line,
+                mixture: BTreeMap::new(),
             });
         }
         stages.sort_by_key(|s| s.line);
@@ -200,6 +203,9 @@ impl PipelineFile {
             ));
         }
 
+        for stage in &mut stages {
+            stage.mixture = raw.mixture.clone();
+        }
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() {
             PathBuf::from(".")

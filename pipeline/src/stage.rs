@@ -102,6 +102,12 @@ pub trait Stage: Send + Sync + Debug {
     /// The main output's schema.
     fn schema(&self) -> SchemaRef;
 
+    /// What else its output depends on besides its parameters and inputs (the
+    /// `[mixture]` for a stage that samples by it): part of the config fingerprint.
+    fn fingerprint_extra(&self) -> String {
+        String::new()
+    }
+
     /// Named secondary outputs (`"refs"` is read as `"STAGE.refs"`) and their schemas.
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
         Vec::new()

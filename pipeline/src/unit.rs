@@ -8,12 +8,14 @@ use std::sync::Arc;
 use arrow::array::{ArrayBuilder, RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
+use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 
 use crate::dataset::{DatasetError, PartFile, PartWriter};
 use crate::document::{excerpt, quarantine_schema};
 use crate::inputs::InputFile;
 use crate::progress::Progress;
+use crate::store::Location;
 
 /// One unit of work: the files it reads and what identifies it across runs.
 #[derive(Debug, Clone)]
@@ -35,6 +37,24 @@ impl WorkUnit {
             files: vec![file],
             fingerprint,
         }
+    }
+
+    /// One unit named `key` over every file (none when there are no files), for
+    /// stages that must see all their input at once (dedup, tokenizer training).
+    pub fn all_in_one(key: &str, mut files: Vec<InputFile>) -> Vec<Self> {
+        if files.is_empty() {
+            return Vec::new();
+        }
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        let listing: String = files
+            .iter()
+            .map(|f| format!("{}\0{}\0{}\n", f.relative, f.size, f.version))
+            .collect();
+        vec![WorkUnit {
+            key: key.to_string(),
+            files,
+            fingerprint: short_hash(&listing),
+        }]
     }
 
     /// The name of this unit's part files and commit record: a hash of its key.
@@ -67,6 +87,8 @@ pub struct UnitContext {
     main: PartWriter,
     quarantine: PartWriter,
     named: BTreeMap<String, PartWriter>,
+    files: Vec<PartFile>,
+    part_prefix: String,
     q_input_file: StringBuilder,
     q_offset: UInt64Builder,
     q_reason: StringBuilder,
@@ -89,6 +111,7 @@ impl UnitContext {
         main: PartWriter,
         quarantine: PartWriter,
         named: BTreeMap<String, PartWriter>,
+        part_prefix: String,
     ) -> Self {
         Self {
             stage,
@@ -97,6 +120,8 @@ impl UnitContext {
             main,
             quarantine,
             named,
+            files: Vec::new(),
+            part_prefix,
             q_input_file: StringBuilder::new(),
             q_offset: UInt64Builder::new(),
             q_reason: StringBuilder::new(),
@@ -112,6 +137,44 @@ impl UnitContext {
     /// Writes kept rows to the main output.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), DatasetError> {
         self.main.write(batch).await
+    }
+
+    /// The main dataset's folder, where a stage puts files that are not Parquet
+    /// (a tokenizer, token shards) next to its Parquet parts.
+    pub fn main_dir(&self) -> &Location {
+        self.main.dir()
+    }
+
+    /// `part-<unit hash>`: the prefix of every file this unit owns. Files named
+    /// with it are removed when an interrupted unit is redone, so a stage that
+    /// writes several files per unit names them `<prefix>-<suffix>`.
+    pub fn part_prefix(&self) -> &str {
+        &self.part_prefix
+    }
+
+    /// Writes `bytes` as file `name` of the main dataset (one atomic put) and
+    /// lists it in the unit's commit with `rows` as its row count. `name` must be
+    /// unique over the stage's units: use [`Self::part_prefix`] unless the stage
+    /// has a single unit and its file needs a fixed name (`tokenizer.json`).
+    pub async fn put_file(&mut self, name: &str, bytes: bytes::Bytes, rows: u64) -> Result<(), DatasetError> {
+        let size = bytes.len() as u64;
+        let location = self.main.dir().join(name);
+        location
+            .store
+            .put(&location.path, object_store::PutPayload::from(bytes))
+            .await?;
+        self.add_file(PartFile {
+            name: name.to_string(),
+            rows,
+            bytes: size,
+        });
+        Ok(())
+    }
+
+    /// Lists a file the stage wrote itself into [`Self::main_dir`] (with an
+    /// atomic put or multipart upload) in the unit's commit.
+    pub fn add_file(&mut self, file: PartFile) {
+        self.files.push(file);
     }
 
     /// Writes rows to the named output `output`.
@@ -167,7 +230,9 @@ impl UnitContext {
         self.flush_quarantine().await?;
         let mut out = BTreeMap::new();
         let main_name = self.main.dataset().to_string();
-        out.insert(main_name, self.main.finish().await?);
+        let mut main_files = self.main.finish().await?;
+        main_files.append(&mut self.files);
+        out.insert(main_name, main_files);
         let q_name = self.quarantine.dataset().to_string();
         out.insert(q_name, self.quarantine.finish().await?);
         for (_, w) in self.named {

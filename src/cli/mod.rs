@@ -1,8 +1,11 @@
 //! One module per subcommand, plus what they share.
 
+pub mod export;
 pub mod graph;
+pub mod mixture;
 pub mod run;
 pub mod status;
+pub mod tokens;
 pub mod validate;
 
 use anyhow::Context;

@@ -1,10 +1,13 @@
 //! llamaflow's stage types. Adding a source or filter means adding one module
 //! here and one line to [`registry`].
 
+pub mod datasets;
 pub mod dedup;
 pub mod jsonl;
 pub mod read;
 pub mod sources;
+pub mod tokenize;
+pub mod tokenizer;
 
 use llamaflow_pipeline::StageRegistry;
 
@@ -15,5 +18,7 @@ pub fn registry() -> StageRegistry {
     registry.register(Box::new(sources::github::GithubFactory));
     registry.register(Box::new(sources::wikipedia::WikipediaFactory));
     registry.register(Box::new(dedup::DedupFactory));
+    registry.register(Box::new(tokenizer::TokenizerFactory));
+    registry.register(Box::new(tokenize::TokenizeFactory));
     registry
 }

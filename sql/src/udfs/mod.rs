@@ -1,6 +1,9 @@
-//! llamaflow's generic UDFs, one `ScalarUDFImpl` a file; [`builtin`] lists them.
+//! llamaflow's UDFs, one `ScalarUDFImpl` a file; [`builtin`] lists the generic
+//! ones (those that need a pipeline artifact, like `tokenize`, are added by
+//! whoever loads the artifact).
 
 pub mod text_hash;
+pub mod tokenize;
 
 use crate::registry::UdfRegistry;
 
@@ -10,4 +13,16 @@ pub fn builtin() -> UdfRegistry {
     registry.add_scalar(text_hash::TextHash::udf(false));
     registry.add_scalar(text_hash::TextHash::udf(true));
     registry
+}
+
+/// The single text argument of a string UDF `name`, as a `Utf8` array.
+pub(crate) fn text_argument(
+    name: &str,
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+) -> datafusion::common::Result<arrow::array::ArrayRef> {
+    let [arg] = args.args.as_slice() else {
+        return datafusion::common::exec_err!("{name} takes one argument");
+    };
+    let array = arg.to_array(args.number_rows)?;
+    Ok(arrow::compute::cast(&array, &arrow::datatypes::DataType::Utf8)?)
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
-use datafusion::common::{Result, exec_err};
+use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 
 /// The exact-dedup key of a text, as a UDF (`normalized` picks the variant).
@@ -67,11 +67,7 @@ impl ScalarUDFImpl for TextHash {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("{} takes one argument", self.name());
-        };
-        let array = arg.to_array(args.number_rows)?;
-        let array = arrow::compute::cast(&array, &DataType::Utf8)?;
+        let array = super::text_argument(self.name(), &args)?;
         let texts = array.as_string::<i32>();
         let mut out = StringBuilder::with_capacity(texts.len(), texts.len() * 32);
         let mut scratch = String::new();

@@ -23,18 +23,17 @@
 //! preset that needs it; the stage refuses `mode = "minhash"` and
 //! `preset = "books"` until they exist.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, cast, col};
+use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use llamaflow_pipeline::document::document_schema;
 use llamaflow_pipeline::inputs::InputFile;
-use llamaflow_pipeline::unit::short_hash;
 use llamaflow_pipeline::{
     ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
 };
@@ -271,43 +270,10 @@ impl DedupStage {
 
     /// Every input dataset, read with DataFusion and cut to the output's columns, as one frame.
     async fn documents(&self, files: &[InputFile], session: &SessionContext) -> Result<DataFrame, StageError> {
-        // Files of one dataset share a schema; datasets may differ (cross-source dedup).
-        let mut datasets: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        let mut registered = HashSet::new();
-        for f in files {
-            let dataset = f.relative.split_once('/').map_or("", |(d, _)| d);
-            let mut base = f.location.url.clone();
-            base.set_path("");
-            if registered.insert(base.to_string()) {
-                session
-                    .runtime_env()
-                    .register_object_store(&base, f.location.store.clone());
-            }
-            datasets.entry(dataset).or_default().push(f.location.url.to_string());
-        }
-        let fields = self.schema.fields();
-        let mut all: Option<DataFrame> = None;
-        for (dataset, urls) in datasets {
-            let frame = session.read_parquet(urls, ParquetReadOptions::default()).await?;
-            let has = |c: &str| frame.schema().field_with_unqualified_name(c).is_ok();
-            if let Some(missing) = fields.iter().map(|f| f.name()).find(|c| !has(c)) {
-                return Err(StageError::Other(format!(
-                    "input `{dataset}` has no `{missing}` column; set `columns = \"document\"` to dedup on the core columns"
-                )));
-            }
-            // DataFusion reads Parquet strings as views; the output keeps the schema's own types.
-            let frame = frame.select(
-                fields
-                    .iter()
-                    .map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name()))
-                    .collect::<Vec<_>>(),
-            )?;
-            all = Some(match all {
-                Some(prev) => prev.union(frame)?,
-                None => frame,
-            });
-        }
-        all.ok_or_else(|| StageError::Other("dedup has no input documents".into()))
+        let fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let files: Vec<&InputFile> = files.iter().collect();
+        let hint = "; set `columns = \"document\"` to dedup on the core columns";
+        crate::datasets::read_datasets(&files, session, &fields, hint).await
     }
 }
 
@@ -327,20 +293,7 @@ impl Stage for DedupStage {
 
     /// The whole corpus is one unit: duplicates are found across all inputs.
     fn units(&self, inputs: Vec<InputFile>) -> Vec<WorkUnit> {
-        if inputs.is_empty() {
-            return Vec::new();
-        }
-        let mut files = inputs;
-        files.sort_by(|a, b| a.relative.cmp(&b.relative));
-        let listing: String = files
-            .iter()
-            .map(|f| format!("{}\0{}\0{}\n", f.relative, f.size, f.version))
-            .collect();
-        vec![WorkUnit {
-            key: "corpus".into(),
-            files,
-            fingerprint: short_hash(&listing),
-        }]
+        WorkUnit::all_in_one("corpus", inputs)
     }
 
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
@@ -396,6 +349,7 @@ mod tests {
             inputs: Vec::new(),
             params: toml::from_str(toml).unwrap(),
             line: 1,
+            mixture: Default::default(),
         };
         DedupFactory.build(&decl)
     }

@@ -1,0 +1,63 @@
+//! Reading upstream datasets: the Parquet files a stage gets from `inputs =
+//! ["c4", "wikipedia"]`, as one DataFrame with the columns the stage needs.
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::datatypes::Field;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, cast, col};
+use llamaflow_pipeline::StageError;
+use llamaflow_pipeline::inputs::InputFile;
+
+/// The dataset an input file belongs to (the folder part of `relative`).
+pub fn dataset_of(file: &InputFile) -> &str {
+    file.relative.split_once('/').map_or("", |(d, _)| d)
+}
+
+/// Reads every Parquet file of `files` as one frame of `fields` (cast to their
+/// types), datasets unioned; a dataset lacking a field is an error that names
+/// it, followed by `hint`.
+pub async fn read_datasets(
+    files: &[&InputFile],
+    session: &SessionContext,
+    fields: &[Field],
+    hint: &str,
+) -> Result<DataFrame, StageError> {
+    // Files of one dataset share a schema; datasets may differ (cross-source stages).
+    let mut datasets: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut registered = HashSet::new();
+    for f in files {
+        let mut base = f.location.url.clone();
+        base.set_path("");
+        if registered.insert(base.to_string()) {
+            session
+                .runtime_env()
+                .register_object_store(&base, f.location.store.clone());
+        }
+        datasets
+            .entry(dataset_of(f))
+            .or_default()
+            .push(f.location.url.to_string());
+    }
+    let mut all: Option<DataFrame> = None;
+    for (dataset, urls) in datasets {
+        let frame = session.read_parquet(urls, ParquetReadOptions::default()).await?;
+        let has = |c: &str| frame.schema().field_with_unqualified_name(c).is_ok();
+        if let Some(missing) = fields.iter().map(|f| f.name()).find(|c| !has(c)) {
+            return Err(StageError::Other(format!(
+                "input `{dataset}` has no `{missing}` column{hint}"
+            )));
+        }
+        // DataFusion reads Parquet strings as views; stages get the types they asked for.
+        let frame = frame.select(
+            fields
+                .iter()
+                .map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name()))
+                .collect::<Vec<_>>(),
+        )?;
+        all = Some(match all {
+            Some(prev) => prev.union(frame)?,
+            None => frame,
+        });
+    }
+    all.ok_or_else(|| StageError::Other("the stage has no input documents".into()))
+}
