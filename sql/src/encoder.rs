@@ -31,6 +31,13 @@ use tokenizers::Tokenizer;
 /// Texts shorter than twice this (bytes) are encoded whole.
 const SEGMENT_BYTES: usize = 16 << 10;
 
+/// Pieces encoded per call into HF's thread pool.
+const PIECES_PER_CALL: usize = 512;
+
+/// Words whose BPE merges each encoding thread remembers. HF's default (10,000)
+/// fills up early on a corpus, after which every other word is merged again.
+const BPE_CACHE_WORDS: usize = 1 << 18;
+
 /// Errors loading a tokenizer or encoding with it.
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
@@ -102,6 +109,11 @@ impl TokenEncoder {
         // A corpus is encoded as it is: never cut to a length, never padded.
         tokenizer.with_truncation(None).map_err(load_error)?;
         tokenizer.with_padding(None);
+        let mut model = tokenizer.get_model().clone();
+        if let tokenizers::ModelWrapper::BPE(bpe) = &mut model {
+            bpe.resize_cache(BPE_CACHE_WORDS);
+        }
+        tokenizer.with_model(model);
         let eos = tokenizer.token_to_id("</s>").ok_or_else(|| EncoderError::Unsuitable {
             origin: origin.to_string(),
             message: "the tokenizer has no `</s>` token to end documents with".into(),
@@ -245,16 +257,22 @@ impl TokenEncoder {
             counts.push(p.len());
             all_pieces.extend(p);
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(all_pieces, false)
-            .map_err(|e| EncoderError::Encode(e.to_string()))?;
-        let mut encodings = encodings.into_iter();
+        // HF's `Encoding` keeps a string, offsets and masks per token (~70 bytes):
+        // pieces go through in chunks and only their ids (4 bytes) are kept.
+        let mut piece_ids: Vec<Vec<u32>> = Vec::with_capacity(all_pieces.len());
+        for chunk in all_pieces.chunks(PIECES_PER_CALL) {
+            let encodings = self
+                .tokenizer
+                .encode_batch_fast(chunk.to_vec(), false)
+                .map_err(|e| EncoderError::Encode(e.to_string()))?;
+            piece_ids.extend(encodings.into_iter().map(|e| e.get_ids().to_vec()));
+        }
+        let mut piece_ids = piece_ids.into_iter();
         let mut out = Vec::with_capacity(texts.len());
         for n in counts {
-            let mut ids: Vec<u32> = Vec::new();
-            for encoding in encodings.by_ref().take(n) {
-                ids.extend_from_slice(encoding.get_ids());
+            let mut ids: Vec<u32> = piece_ids.next().unwrap_or_default();
+            for more in piece_ids.by_ref().take(n.saturating_sub(1)) {
+                ids.extend_from_slice(&more);
             }
             out.push(ids);
         }

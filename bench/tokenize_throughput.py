@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the `tokenize` stage next to raw HF tokenizers and datatrove, same text, same tokenizer, same run.
 
-    python3 bench/tokenize.py [--mb 200] [--bin target/release/llamaflow] [--jobs N] [--peers-only]
+    python3 bench/tokenize_throughput.py [--mb 200] [--bin target/release/llamaflow] [--jobs N] [--peers-only]
 
 Repeats a real C4 excerpt (the team's shared `c4-train.00000-of-01024.head1000.json.gz`
 when ../shared is there, else the bundled samples/c4), each copy of a document
@@ -37,29 +37,21 @@ corpus; the tokenizer then comes from out/ or --tokenizer.
 Needs: `cargo build --release` and `pip install datatrove==0.10.1 tokenizers==0.23.2`
 (pyarrow, numpy come with them).
 """
+import argparse
+import gzip
+import hashlib
+import json
+import math
 import os
+import shutil
+import subprocess
 import sys
+import time
+from pathlib import Path
 
-# This file is named tokenize.py: keep its folder off sys.path, or the standard
-# library's `tokenize` (imported by inspect, linecache, ...) would be this script.
 _HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import hashlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("c4_ingest", os.path.join(_HERE, "c4_ingest.py"))
-c4_ingest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(c4_ingest)
-measure, source_lines = c4_ingest.measure, c4_ingest.source_lines  # the same harness and source text
+sys.path.insert(0, _HERE)
+from c4_ingest import measure, source_lines  # noqa: E402  (the same harness and source text)
 
 ROOT = Path(_HERE).parent
 WORK = ROOT / "bench" / "work" / "tokenize"
