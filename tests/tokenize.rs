@@ -258,3 +258,129 @@ fn a_file_that_is_not_a_tokenizer_fails_the_stage_by_name() {
         text(&out)
     );
 }
+
+#[test]
+fn a_killed_tokenize_run_resumes_to_the_same_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = sample_lines();
+    std::fs::create_dir_all(dir.path().join("c4")).unwrap();
+    let files = 24;
+    for f in 0..files {
+        let docs: Vec<String> = (0..300)
+            .map(|i| {
+                let v: serde_json::Value = serde_json::from_str(&lines[(f + i) % lines.len()]).unwrap();
+                let text = format!("{} [copy {f}-{i}]", v["text"].as_str().unwrap());
+                serde_json::json!({"text": text, "url": v["url"], "timestamp": v["timestamp"]}).to_string()
+            })
+            .collect();
+        write_gz(&dir.path().join(format!("c4/part-{f:03}.json.gz")), &docs);
+    }
+    let toml = "[output]\nroot = \"out\"\n\
+                [stages.c4]\ntype = \"c4\"\ninputs = [\"c4/*.json.gz\"]\n\
+                [stages.tokenizer]\ntype = \"tokenizer\"\ninputs = [\"c4\"]\nvocab_size = 2000\nsample_bytes = 1000000\n\
+                [stages.tokenize]\ntype = \"tokenize\"\ninputs = [\"tokenizer\", \"c4\"]\nvalidation_fraction = 0.05\n";
+    std::fs::write(dir.path().join("llamaflow.toml"), toml).unwrap();
+    let p = dir.path().join("llamaflow.toml");
+    let p = p.to_str().unwrap();
+    let (reference, victim) = (dir.path().join("ref"), dir.path().join("victim"));
+    for root in [&reference, &victim] {
+        let out = run(llamaflow().args([
+            "--pipeline",
+            p,
+            "--quiet",
+            "--output",
+            root.to_str().unwrap(),
+            "run",
+            "--stages",
+            "tokenizer",
+        ]));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert_eq!(
+        std::fs::read(reference.join("datasets/tokenizer/tokenizer.json")).unwrap(),
+        std::fs::read(victim.join("datasets/tokenizer/tokenizer.json")).unwrap(),
+        "training on the same corpus gives the same tokenizer"
+    );
+    let out = run(llamaflow().args([
+        "--pipeline",
+        p,
+        "--quiet",
+        "--output",
+        reference.to_str().unwrap(),
+        "run",
+    ]));
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Killed once a few tokenize units are committed, then run again.
+    let commits = || {
+        std::fs::read_dir(victim.join("datasets/tokenize/_commits"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut child = llamaflow()
+        .args([
+            "--pipeline",
+            p,
+            "--quiet",
+            "--jobs",
+            "1",
+            "--output",
+            victim.to_str().unwrap(),
+            "run",
+        ])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while commits() < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no unit committed in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(commits() < files, "every unit was committed before the kill");
+    let out = run(llamaflow().args(["--pipeline", p, "--quiet", "--output", victim.to_str().unwrap(), "run"]));
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The same documents in the same shards, token for token; nothing else left in the folder.
+    let sql = "SELECT count(*) FROM a FULL OUTER JOIN b ON a.id = b.id \
+               WHERE a.id IS NULL OR b.id IS NULL OR a.shard <> b.shard OR a.document <> b.document OR a.tokens <> b.tokens";
+    let diff = query(
+        sql,
+        &[
+            ("a", &reference.join("datasets/tokenize")),
+            ("b", &victim.join("datasets/tokenize")),
+        ],
+    );
+    assert_eq!(diff, ["0"]);
+    let m = manifest(&victim, "tokenize");
+    let listed: std::collections::BTreeSet<String> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(victim.join("datasets/tokenize"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('_'))
+        .collect();
+    assert_eq!(listed, on_disk);
+    for name in listed
+        .iter()
+        .filter(|n| n.ends_with(".tokens") || n.ends_with(".index"))
+    {
+        assert_eq!(
+            std::fs::read(reference.join("datasets/tokenize").join(name)).unwrap(),
+            std::fs::read(victim.join("datasets/tokenize").join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(m["counts"]["rows_in"], files * 300);
+}
