@@ -74,6 +74,8 @@ enum Command {
     Mixture(cli::mixture::MixtureArgs),
     /// Export token shards for other trainers (Megatron-LM).
     Export(cli::export::ExportArgs),
+    /// Query every dataset of the output root with SQL (read-only).
+    Sql(cli::sql::SqlArgs),
 }
 
 fn parse_bytes(text: &str) -> Result<usize, String> {
@@ -155,6 +157,7 @@ fn main() -> ExitCode {
             Command::Tokens(args) => cli::tokens::tokens(args),
             Command::Mixture(args) => cli::mixture::mixture(&cli.global, args).await,
             Command::Export(args) => cli::export::export(&cli.global, args),
+            Command::Sql(args) => cli::sql::sql(&cli.global, args).await,
         }
     });
     match result {

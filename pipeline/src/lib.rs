@@ -5,6 +5,7 @@
 //! `stage` (what stage types implement), `unit`, `dataset` (how output is
 //! committed), `engine` (how a run proceeds), `ledger`.
 
+pub mod catalog;
 pub mod dag;
 pub mod dataset;
 pub mod document;

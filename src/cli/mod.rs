@@ -4,6 +4,7 @@ pub mod export;
 pub mod graph;
 pub mod mixture;
 pub mod run;
+pub mod sql;
 pub mod status;
 pub mod tokens;
 pub mod validate;

@@ -1,0 +1,220 @@
+//! `llamaflow sql`: read-only SQL over every dataset of the output root, with
+//! DataFusion. Each dataset folder is a table (`c4`, `wikipedia__refs`,
+//! `tokenize__shards`), `quarantine` spans every stage's quarantine, and the
+//! pipeline's tokenizer, once trained, gives `tokenize(text)` and
+//! `token_count(text)`. Statements that would write or create anything are
+//! refused. (Not yet: the interactive shell, `runs`/`units` from the ledger,
+//! ready-made queries by name.)
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use arrow::array::RecordBatch;
+use clap::{Args, ValueEnum};
+use datafusion::execution::context::SQLOptions;
+use datafusion::object_store::ObjectStoreExt;
+use datafusion::prelude::SessionContext;
+use llamaflow_pipeline::Engine;
+use llamaflow_pipeline::catalog::OutputCatalog;
+use llamaflow_sql::TokenEncoder;
+use llamaflow_sql::udfs::tokenize::Tokenize;
+
+use crate::GlobalArgs;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// Flags of `sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// A statement to run (repeatable; run in order).
+    #[arg(short = 'c', long = "command")]
+    commands: Vec<String>,
+    /// A file of statements separated by `;` (repeatable).
+    #[arg(short = 'f', long = "file")]
+    files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// At most this many rows per result in `table` format (0: all).
+    #[arg(long, default_value_t = 40)]
+    maxrows: usize,
+}
+
+/// Runs the statements and prints each result.
+pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let mut statements: Vec<String> = args.commands.clone();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        statements.extend(split_statements(&text));
+    }
+    if statements.is_empty() {
+        bail!(
+            "nothing to run: give a statement with -c \"SQL\" or a file with -f FILE (the interactive shell is not there yet)"
+        );
+    }
+    let engine = super::load_engine(global)?;
+    let ctx = session(global, &engine).await?;
+    // Read-only: no DDL (CREATE, DROP), no DML (INSERT, COPY ... TO), no SET.
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    for statement in statements {
+        let frame = ctx.sql_with_options(&statement, options).await.map_err(|e| {
+            let message = e.to_string();
+            if message.contains("not supported") || message.contains("Unsupported") {
+                anyhow::anyhow!("`llamaflow sql` is read-only: {message}")
+            } else {
+                anyhow::anyhow!(message)
+            }
+        })?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let mut batches = frame.collect().await?;
+        if batches.is_empty() {
+            // No rows still prints the columns.
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        print(&batches, args.format, args.maxrows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A session whose default schema is the output root's catalog, with the pipeline's UDFs.
+async fn session(global: &GlobalArgs, engine: &Engine) -> anyhow::Result<SessionContext> {
+    let ctx = llamaflow_sql::SessionBuilder::default()
+        .target_partitions(super::jobs(global))
+        .memory_limit(global.memory_limit)
+        .build()?;
+    let root = engine.root().clone();
+    let mut base = root.root.url.clone();
+    base.set_path("");
+    ctx.runtime_env().register_object_store(&base, root.root.store.clone());
+    // Each tokenizer stage that has run gives `tokenize` and `token_count` (the last one wins).
+    for (stage, type_name) in engine.stage_types() {
+        if type_name != "tokenizer" {
+            continue;
+        }
+        let location = root.dataset(&stage).join("tokenizer.json");
+        let Ok(found) = location.store.get(&location.path).await else {
+            continue;
+        };
+        let bytes = found.bytes().await?;
+        let encoder = Arc::new(TokenEncoder::from_bytes(&bytes, location.url.as_str())?);
+        ctx.register_udf(Tokenize::tokenize_udf(encoder.clone()));
+        ctx.register_udf(Tokenize::token_count_udf(encoder));
+    }
+    let catalog = OutputCatalog::open(root, ctx.state()).await?;
+    let schema = ctx
+        .catalog("datafusion")
+        .context("DataFusion's default catalog is missing")?;
+    schema.register_schema("public", Arc::new(catalog))?;
+    Ok(ctx)
+}
+
+/// Statements of a file: split at `;` outside quotes and `--` comments.
+fn split_statements(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '-') if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+                continue;
+            }
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ';') => {
+                if !current.trim().is_empty() {
+                    out.push(current.trim().to_string());
+                }
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+fn print(batches: &[RecordBatch], format: Format, maxrows: usize) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    match format {
+        Format::Table => {
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let shown: Vec<RecordBatch> = if maxrows == 0 || rows <= maxrows {
+                batches.to_vec()
+            } else {
+                let mut left = maxrows;
+                let mut shown = Vec::new();
+                for b in batches {
+                    if left == 0 {
+                        break;
+                    }
+                    let n = b.num_rows().min(left);
+                    shown.push(b.slice(0, n));
+                    left -= n;
+                }
+                shown
+            };
+            println!("{}", arrow::util::pretty::pretty_format_batches(&shown)?);
+            if shown.iter().map(RecordBatch::num_rows).sum::<usize>() < rows {
+                println!("({rows} rows, {maxrows} shown; --maxrows 0 shows all)");
+            }
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(stdout.lock());
+            for b in batches {
+                writer.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(stdout.lock());
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            writer.write_batches(&refs)?;
+            writer.finish()?;
+            println!();
+        }
+        Format::Ndjson => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(stdout.lock());
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            writer.write_batches(&refs)?;
+            writer.finish()?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_split_at_semicolons_outside_quotes_and_comments() {
+        let text = "SELECT 'a;b'; -- a comment; with a semicolon\nSELECT \"x;\" FROM t;\n\n;";
+        assert_eq!(split_statements(text), vec!["SELECT 'a;b'", "SELECT \"x;\" FROM t"]);
+    }
+}

@@ -1,0 +1,120 @@
+//! `llamaflow sql` over the sample pipeline's output: every dataset a table,
+//! the quarantine view, the tokenizer's UDFs, the output formats, DuckDB
+//! agreeing on counts, and every writing statement refused.
+
+mod common;
+
+use common::*;
+
+fn sql(pipeline: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = llamaflow();
+    cmd.args(["--pipeline", pipeline, "sql"]).args(args);
+    run(&mut cmd)
+}
+
+#[test]
+fn sql_reads_every_dataset_and_refuses_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = copy_samples(dir.path());
+    let p = pipeline.to_str().unwrap();
+    let out = run(llamaflow().args(["--pipeline", p, "--quiet", "run"]));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = sql(
+        p,
+        &[
+            "--format",
+            "ndjson",
+            "-c",
+            "SELECT source, count(*) AS docs, sum(tokens) AS tokens FROM tokenize GROUP BY source ORDER BY source",
+            "-c",
+            "SELECT count(*) AS n FROM quarantine",
+            "-c",
+            "SELECT token_count('in 1987') AS n",
+            "-c",
+            "SELECT count(*) AS n FROM wikipedia__refs",
+            "-c",
+            "SELECT count(*) AS n, count(kept_id) AS k FROM dedup__removed",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["source"], "c4");
+    assert_eq!(lines[0]["docs"], 10);
+    assert_eq!(lines[3]["n"], 0, "the sample quarantines nothing");
+    assert_eq!(lines[4]["n"], 6, "`▁in`, `▁`, then the digits 1, 9, 8, 7, each a token");
+    assert!(lines[5]["n"].as_u64().unwrap() > 0);
+    assert_eq!(lines[6]["n"], 0, "a dataset without rows is a table with its columns");
+
+    // A file of statements, and the table format's row limit.
+    let file = dir.path().join("q.sql");
+    std::fs::write(
+        &file,
+        "-- two statements\nSELECT 'a;b' AS s;\nSELECT id, token FROM tokenizer ORDER BY id;\n",
+    )
+    .unwrap();
+    let out = sql(p, &["-f", file.to_str().unwrap(), "--maxrows", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| a;b |"), "{stdout}");
+    assert!(stdout.contains("| 2  | </s>  |"), "{stdout}");
+    assert!(
+        stdout.contains("(32000 rows, 3 shown; --maxrows 0 shows all)"),
+        "{stdout}"
+    );
+
+    // DuckDB reads the same tables and counts the same rows.
+    for table in ["tokenize", "tokenize__shards", "tokenizer", "dedup__index", "c4"] {
+        let ours = sql(
+            p,
+            &["--format", "csv", "-c", &format!("SELECT count(*) AS n FROM {table}")],
+        );
+        assert!(ours.status.success(), "{}", text(&ours));
+        let ours = String::from_utf8_lossy(&ours.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let glob = dir.path().join("out/datasets").join(table).join("*.parquet");
+        let script = format!(
+            "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}')\").fetchall()[0][0])",
+            glob.display()
+        );
+        let py = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+        assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), ours, "{table}");
+    }
+
+    for statement in [
+        "INSERT INTO tokenizer SELECT * FROM tokenizer",
+        "COPY (SELECT 1) TO 'x.csv'",
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc/'",
+        "CREATE VIEW v AS SELECT 1",
+        "DROP TABLE c4",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let out = sql(p, &["-c", statement]);
+        assert!(!out.status.success(), "{statement}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("`llamaflow sql` is read-only"),
+            "{statement}: {}",
+            text(&out)
+        );
+    }
+    for outside in ["SELECT * FROM '/etc/passwd'", "SELECT * FROM \"../ledger\""] {
+        let out = sql(p, &["-c", outside]);
+        assert!(!out.status.success(), "{outside}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not found"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(!dir.path().join("x.csv").exists());
+}
