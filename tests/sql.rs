@@ -66,6 +66,27 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         "{stdout}"
     );
 
+    // The ready-made queries run on the sample output.
+    let out = sql(
+        p,
+        &[
+            "--format",
+            "ndjson",
+            "--query",
+            "sources_overview",
+            "--query",
+            "top_domains",
+            "--query",
+            "why_removed",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#""source":"github","documents":360"#), "{stdout}");
+    assert!(stdout.contains(r#""host":""#), "{stdout}");
+    let out = sql(p, &["--query", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ready-made query `nope` (known: sources_overview"));
+
     // DuckDB reads the same tables and counts the same rows.
     for table in ["tokenize", "tokenize__shards", "tokenizer", "dedup__index", "c4"] {
         let ours = sql(

@@ -3,8 +3,8 @@
 //! `tokenize__shards`), `quarantine` spans every stage's quarantine, and the
 //! pipeline's tokenizer, once trained, gives `tokenize(text)` and
 //! `token_count(text)`. Statements that would write or create anything are
-//! refused. (Not yet: the interactive shell, `runs`/`units` from the ledger,
-//! ready-made queries by name.)
+//! refused. Ready-made queries (`sql/queries/*.sql`) run by name with `--query`.
+//! (Not yet: the interactive shell, `runs`/`units` from the ledger.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,9 @@ pub struct SqlArgs {
     /// A file of statements separated by `;` (repeatable).
     #[arg(short = 'f', long = "file")]
     files: Vec<PathBuf>,
+    /// A ready-made query from sql/queries/ by name (repeatable): sources_overview, top_domains, why_removed.
+    #[arg(long = "query")]
+    queries: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -59,6 +62,13 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> anyhow::Result<ExitCode>
     for file in &args.files {
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
         statements.extend(split_statements(&text));
+    }
+    for name in &args.queries {
+        let Some(query) = llamaflow_sql::queries::named(name) else {
+            let known: Vec<&str> = llamaflow_sql::queries::LIBRARY.iter().map(|(n, _)| *n).collect();
+            bail!("no ready-made query `{name}` (known: {})", known.join(", "));
+        };
+        statements.extend(split_statements(query));
     }
     if statements.is_empty() {
         bail!(

@@ -4,6 +4,7 @@
 
 pub mod text_hash;
 pub mod tokenize;
+pub mod url_host;
 
 use crate::registry::UdfRegistry;
 
@@ -12,6 +13,7 @@ pub fn builtin() -> UdfRegistry {
     let mut registry = UdfRegistry::default();
     registry.add_scalar(text_hash::TextHash::udf(false));
     registry.add_scalar(text_hash::TextHash::udf(true));
+    registry.add_scalar(url_host::UrlHost::udf());
     registry
 }
 
