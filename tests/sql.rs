@@ -35,6 +35,12 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
             "SELECT count(*) AS n FROM wikipedia__refs",
             "-c",
             "SELECT count(*) AS n, count(kept_id) AS k FROM dedup__removed",
+            "-c",
+            "SELECT count(*) AS n, min(status) AS status FROM runs",
+            "-c",
+            "SELECT count(*) AS n FROM units WHERE stage = 'tokenize' AND status = 'committed'",
+            "-c",
+            "SELECT count(*) AS n FROM stage_runs WHERE status = 'succeeded'",
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -48,6 +54,13 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
     assert_eq!(lines[4]["n"], 6, "`▁in`, `▁`, then the digits 1, 9, 8, 7, each a token");
     assert!(lines[5]["n"].as_u64().unwrap() > 0);
     assert_eq!(lines[6]["n"], 0, "a dataset without rows is a table with its columns");
+    assert_eq!(
+        (&lines[7]["n"], &lines[7]["status"]),
+        (&1.into(), &"succeeded".into()),
+        "the ledger's runs"
+    );
+    assert_eq!(lines[8]["n"], 1, "the tokenize stage's one unit");
+    assert_eq!(lines[9]["n"], 8, "every stage of the sample pipeline");
 
     // A file of statements, and the table format's row limit.
     let file = dir.path().join("q.sql");

@@ -1,6 +1,7 @@
 //! The output root as a SQL catalog: one table per dataset folder, named like
-//! the folder (`c4`, `wikipedia__refs`, `dedup__removed`), and `quarantine`
-//! over every stage's quarantine. Tables are built when a query first names
+//! the folder (`c4`, `wikipedia__refs`, `dedup__removed`), `quarantine` over
+//! every stage's quarantine, and `runs`, `stage_runs` and `units` over the
+//! run ledger. Tables are built when a query first names
 //! them (one listing of `datasets/` up front), so opening a huge corpus costs
 //! nothing until a query runs; a name that is not a dataset folder is not a
 //! table, so no name reaches a file outside the output root.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
@@ -22,6 +24,11 @@ use crate::document::quarantine_schema;
 
 /// The name of the view over every stage's quarantine.
 pub const QUARANTINE: &str = "quarantine";
+
+/// Tables over the run ledger (one JSON record a file), by table name and
+/// ledger folder: every run, every stage of every run, every unit attempt. A
+/// dataset of the same name (a stage called `runs`) hides one.
+pub const LEDGER_TABLES: [(&str, &str); 3] = [("runs", "runs"), ("stage_runs", "stages"), ("units", "units")];
 
 /// The datasets of an output root as DataFusion tables.
 #[derive(Debug)]
@@ -91,6 +98,11 @@ impl OutputCatalog {
 impl SchemaProvider for OutputCatalog {
     fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.datasets.iter().cloned().collect();
+        for (table, _) in LEDGER_TABLES {
+            if !self.datasets.contains(table) {
+                names.push(table.to_string());
+            }
+        }
         if self.datasets.iter().any(|d| d.ends_with("__quarantine")) {
             names.push(QUARANTINE.to_string());
         }
@@ -110,6 +122,17 @@ impl SchemaProvider for OutputCatalog {
             }
             return self.listing(urls, Some(quarantine_schema())).await.map(Some);
         }
+        if let Some((_, folder)) = LEDGER_TABLES.iter().find(|(t, _)| *t == name)
+            && !self.datasets.contains(name)
+        {
+            let url = ListingTableUrl::parse(format!("{}/", self.root.ledger().join(folder).url))?;
+            let options = ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension(".json");
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .infer_schema(&self.state as &dyn Session)
+                .await?;
+            return Ok(Some(Arc::new(ListingTable::try_new(config)?)));
+        }
         if !self.datasets.contains(name) {
             return Ok(None);
         }
@@ -121,6 +144,6 @@ impl SchemaProvider for OutputCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.datasets.contains(name) || (name == QUARANTINE && self.table_names().iter().any(|n| n == QUARANTINE))
+        self.datasets.contains(name) || self.table_names().iter().any(|n| n == name)
     }
 }

@@ -4,7 +4,8 @@
 //! pipeline's tokenizer, once trained, gives `tokenize(text)` and
 //! `token_count(text)`. Statements that would write or create anything are
 //! refused. Ready-made queries (`sql/queries/*.sql`) run by name with `--query`.
-//! (Not yet: the interactive shell, `runs`/`units` from the ledger.)
+//! The run ledger is there as `runs`, `stage_runs` and `units`. (Not yet:
+//! the interactive shell.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
