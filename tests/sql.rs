@@ -97,6 +97,21 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(r#""source":"github","documents":360"#), "{stdout}");
     assert!(stdout.contains(r#""host":""#), "{stdout}");
+    // token_budget agrees with `llamaflow mixture`'s plan.
+    let out = sql(p, &["--format", "ndjson", "--query", "token_budget"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let budget: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let plan = run(llamaflow().args(["--pipeline", p, "mixture"]));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for planned in plan["plan"]["sources"].as_array().unwrap() {
+        let row = budget.iter().find(|r| r["source"] == planned["name"]).unwrap();
+        assert_eq!(row["tokens"], planned["tokens"]);
+        let (ours, theirs) = (row["epochs"].as_f64().unwrap(), planned["epochs"].as_f64().unwrap());
+        assert!((ours - theirs).abs() < 1e-9, "{row} vs {planned}");
+    }
     let out = sql(p, &["--query", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ready-made query `nope` (known: sources_overview"));
 

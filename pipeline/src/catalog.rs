@@ -1,7 +1,7 @@
 //! The output root as a SQL catalog: one table per dataset folder, named like
 //! the folder (`c4`, `wikipedia__refs`, `dedup__removed`), `quarantine` over
-//! every stage's quarantine, and `runs`, `stage_runs` and `units` over the
-//! run ledger. Tables are built when a query first names
+//! every stage's quarantine, `runs`, `stage_runs` and `units` over the run
+//! ledger, and `mixture`, the pipeline file's `[mixture]`. Tables are built when a query first names
 //! them (one listing of `datasets/` up front), so opening a huge corpus costs
 //! nothing until a query runs; a name that is not a dataset folder is not a
 //! table, so no name reaches a file outside the output root.
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -30,18 +31,26 @@ pub const QUARANTINE: &str = "quarantine";
 /// dataset of the same name (a stage called `runs`) hides one.
 pub const LEDGER_TABLES: [(&str, &str); 3] = [("runs", "runs"), ("stage_runs", "stages"), ("units", "units")];
 
+/// The table of the pipeline file's `[mixture]`: `source`, `weight`.
+pub const MIXTURE: &str = "mixture";
+
 /// The datasets of an output root as DataFusion tables.
 #[derive(Debug)]
 pub struct OutputCatalog {
     root: OutputRoot,
     datasets: BTreeSet<String>,
     state: SessionState,
+    mixture: std::collections::BTreeMap<String, f64>,
 }
 
 impl OutputCatalog {
     /// Lists the dataset folders of `root`; `state` (whose runtime knows the
     /// root's object store) is used to read their Parquet footers later.
-    pub async fn open(root: OutputRoot, state: SessionState) -> Result<Self, DatasetError> {
+    pub async fn open(
+        root: OutputRoot,
+        state: SessionState,
+        mixture: std::collections::BTreeMap<String, f64>,
+    ) -> Result<Self, DatasetError> {
         let datasets_dir = root.root.join("datasets");
         let listed = datasets_dir.store.list_with_delimiter(Some(&datasets_dir.path)).await?;
         let datasets = listed
@@ -50,7 +59,12 @@ impl OutputCatalog {
             .filter_map(|p| p.filename().map(str::to_string))
             .filter(|n| !n.starts_with('_') && !n.starts_with('.'))
             .collect();
-        Ok(OutputCatalog { root, datasets, state })
+        Ok(OutputCatalog {
+            root,
+            datasets,
+            state,
+            mixture,
+        })
     }
 
     fn url_of(&self, dataset: &str) -> Result<ListingTableUrl, DataFusionError> {
@@ -98,7 +112,7 @@ impl OutputCatalog {
 impl SchemaProvider for OutputCatalog {
     fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.datasets.iter().cloned().collect();
-        for (table, _) in LEDGER_TABLES {
+        for table in LEDGER_TABLES.iter().map(|(t, _)| *t).chain([MIXTURE]) {
             if !self.datasets.contains(table) {
                 names.push(table.to_string());
             }
@@ -121,6 +135,16 @@ impl SchemaProvider for OutputCatalog {
                 return Ok(None);
             }
             return self.listing(urls, Some(quarantine_schema())).await.map(Some);
+        }
+        if name == MIXTURE && !self.datasets.contains(name) {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("source", DataType::Utf8, false),
+                Field::new("weight", DataType::Float64, false),
+            ]));
+            let sources = arrow::array::StringArray::from_iter_values(self.mixture.keys());
+            let weights = arrow::array::Float64Array::from_iter_values(self.mixture.values().copied());
+            let batch = arrow::array::RecordBatch::try_new(schema.clone(), vec![Arc::new(sources), Arc::new(weights)])?;
+            return Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?)));
         }
         if let Some((_, folder)) = LEDGER_TABLES.iter().find(|(t, _)| *t == name)
             && !self.datasets.contains(name)

@@ -9,6 +9,7 @@ pub const LIBRARY: &[(&str, &str)] = &[
     ("sources_overview", include_str!("../queries/sources_overview.sql")),
     ("top_domains", include_str!("../queries/top_domains.sql")),
     ("why_removed", include_str!("../queries/why_removed.sql")),
+    ("token_budget", include_str!("../queries/token_budget.sql")),
 ];
 
 /// The ready-made query called `name`.

@@ -46,7 +46,7 @@ pub struct SqlArgs {
     /// A file of statements separated by `;` (repeatable).
     #[arg(short = 'f', long = "file")]
     files: Vec<PathBuf>,
-    /// A ready-made query from sql/queries/ by name (repeatable): sources_overview, top_domains, why_removed.
+    /// A ready-made query from sql/queries/ by name (repeatable): sources_overview, top_domains, why_removed, token_budget.
     #[arg(long = "query")]
     queries: Vec<String>,
     /// Output format.
@@ -127,7 +127,7 @@ async fn session(global: &GlobalArgs, engine: &Engine) -> anyhow::Result<Session
         ctx.register_udf(Tokenize::tokenize_udf(encoder.clone()));
         ctx.register_udf(Tokenize::token_count_udf(encoder));
     }
-    let catalog = OutputCatalog::open(root, ctx.state()).await?;
+    let catalog = OutputCatalog::open(root, ctx.state(), engine.file().mixture.clone()).await?;
     let schema = ctx
         .catalog("datafusion")
         .context("DataFusion's default catalog is missing")?;
