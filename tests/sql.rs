@@ -115,6 +115,36 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
     let out = sql(p, &["--query", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ready-made query `nope` (known: sources_overview"));
 
+    // The interactive shell, fed through a pipe: backslash commands, a
+    // statement over two lines, an error that does not end the session.
+    let mut child = llamaflow()
+        .args(["--pipeline", p, "--quiet", "sql"])
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"\\d\n\\d tokenize__shards\nSELECT 40\n  + 2 AS answer;\nSELECT nope;\nSELECT 'still here' AS s;\n\\q\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l == "tokenize__shards"), "{stdout}");
+    assert!(stdout.contains("| tokenizer_sha256 |"), "{stdout}");
+    assert!(stdout.contains("| 42     |"), "{stdout}");
+    assert!(stdout.contains("still here"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No field named nope"),
+        "{}",
+        text(&out)
+    );
+
     // DuckDB reads the same tables and counts the same rows.
     for table in ["tokenize", "tokenize__shards", "tokenizer", "dedup__index", "c4"] {
         let ours = sql(

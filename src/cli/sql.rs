@@ -4,8 +4,8 @@
 //! pipeline's tokenizer, once trained, gives `tokenize(text)` and
 //! `token_count(text)`. Statements that would write or create anything are
 //! refused. Ready-made queries (`sql/queries/*.sql`) run by name with `--query`.
-//! The run ledger is there as `runs`, `stage_runs` and `units`. (Not yet:
-//! the interactive shell.)
+//! The run ledger is there as `runs`, `stage_runs` and `units`. Without
+//! statements, an interactive shell.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,36 +71,119 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> anyhow::Result<ExitCode>
         };
         statements.extend(split_statements(query));
     }
-    if statements.is_empty() {
-        bail!(
-            "nothing to run: give a statement with -c \"SQL\" or a file with -f FILE (the interactive shell is not there yet)"
-        );
-    }
     let engine = super::load_engine(global)?;
     let ctx = session(global, &engine).await?;
+    if statements.is_empty() {
+        shell(&ctx, args.format, args.maxrows).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for statement in statements {
+        run_statement(&ctx, &statement, args.format, args.maxrows).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one statement, read-only, and prints its result.
+async fn run_statement(ctx: &SessionContext, statement: &str, format: Format, maxrows: usize) -> anyhow::Result<()> {
     // Read-only: no DDL (CREATE, DROP), no DML (INSERT, COPY ... TO), no SET.
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    for statement in statements {
-        let frame = ctx.sql_with_options(&statement, options).await.map_err(|e| {
-            let message = e.to_string();
-            if message.contains("not supported") || message.contains("Unsupported") {
-                anyhow::anyhow!("`llamaflow sql` is read-only: {message}")
-            } else {
-                anyhow::anyhow!(message)
-            }
-        })?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let mut batches = frame.collect().await?;
-        if batches.is_empty() {
-            // No rows still prints the columns.
-            batches.push(RecordBatch::new_empty(schema));
+    let frame = ctx.sql_with_options(statement, options).await.map_err(|e| {
+        let message = e.to_string();
+        if message.contains("not supported") || message.contains("Unsupported") {
+            anyhow::anyhow!("`llamaflow sql` is read-only: {message}")
+        } else {
+            anyhow::anyhow!(message)
         }
-        print(&batches, args.format, args.maxrows)?;
+    })?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let mut batches = frame.collect().await?;
+    if batches.is_empty() {
+        // No rows still prints the columns.
+        batches.push(RecordBatch::new_empty(schema));
     }
-    Ok(ExitCode::SUCCESS)
+    print(&batches, format, maxrows)
+}
+
+const SHELL_HELP: &str = "statements end with `;` and may span lines; \\d lists the tables, \\d NAME describes one, \\h shows this, \\q quits (or Ctrl-D)";
+
+/// The interactive shell: statements over several lines, history in
+/// `~/.llamaflow_history`, and backslash commands.
+async fn shell(ctx: &SessionContext, format: Format, maxrows: usize) -> anyhow::Result<()> {
+    use rustyline::error::ReadlineError;
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".llamaflow_history"));
+    if let Some(path) = &history {
+        // A first session has no history yet.
+        let _ = editor.load_history(path);
+    }
+    eprintln!("llamaflow sql: {SHELL_HELP}");
+    let tables = || -> Vec<String> {
+        let mut names = ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema("public"))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "llamaflow> "
+        } else {
+            "       ...> "
+        };
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let trimmed = line.trim();
+        if buffer.is_empty() && trimmed.starts_with('\\') {
+            let _ = editor.add_history_entry(trimmed);
+            let mut words = trimmed.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("\\q"), _) => break,
+                (Some("\\h"), _) => println!("{SHELL_HELP}"),
+                (Some("\\d"), None) => println!("{}", tables().join("\n")),
+                (Some("\\d"), Some(name)) if tables().iter().any(|t| t == name) => {
+                    let describe = async {
+                        let batches = ctx.sql(&format!("DESCRIBE \"{name}\"")).await?.collect().await?;
+                        print(&batches, Format::Table, 0)
+                    };
+                    if let Err(e) = describe.await {
+                        eprintln!("error: {e:#}");
+                    }
+                }
+                (Some("\\d"), Some(name)) => eprintln!("error: no table `{name}` (\\d lists them)"),
+                _ => eprintln!("error: unknown command `{trimmed}`: {SHELL_HELP}"),
+            }
+            continue;
+        }
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if trimmed.ends_with(';') {
+            let _ = editor.add_history_entry(buffer.trim());
+            for statement in split_statements(&buffer) {
+                if let Err(e) = run_statement(ctx, &statement, format, maxrows).await {
+                    eprintln!("error: {e:#}");
+                }
+            }
+            buffer.clear();
+        }
+    }
+    if let Some(path) = &history {
+        // History is a convenience: a read-only home must not fail the session.
+        let _ = editor.save_history(path);
+    }
+    Ok(())
 }
 
 /// A session whose default schema is the output root's catalog, with the pipeline's UDFs.
