@@ -4,7 +4,25 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
 use common::*;
+
+/// The sample pipeline, run once per test process into a folder of the build's
+/// temporary space (wiped first), shared by the tests below; its pipeline file.
+fn sample() -> &'static Path {
+    static SAMPLE: OnceLock<PathBuf> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sql-sample");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pipeline = copy_samples(&dir);
+        let out = run(llamaflow().args(["--pipeline", pipeline.to_str().unwrap(), "--quiet", "run"]));
+        assert!(out.status.success(), "{}", text(&out));
+        pipeline
+    })
+}
 
 fn sql(pipeline: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = llamaflow();
@@ -15,10 +33,9 @@ fn sql(pipeline: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn sql_reads_every_dataset_and_refuses_to_write() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = copy_samples(dir.path());
+    let pipeline = sample();
     let p = pipeline.to_str().unwrap();
-    let out = run(llamaflow().args(["--pipeline", p, "--quiet", "run"]));
-    assert!(out.status.success(), "{}", text(&out));
+    let root = pipeline.parent().unwrap();
 
     let out = sql(
         p,
@@ -129,7 +146,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
         stdin
-            .write_all(b"\\d\n\\d tokenize__shards\nSELECT 40\n  + 2 AS answer;\nSELECT nope;\nSELECT 'still here' AS s;\n\\q\n")
+            .write_all(b"\\d\n\\d tokenize__shards\n\\h minhash_jaccard\n\\h\nSELECT 40\n  + 2 AS answer;\nSELECT nope;\nSELECT 'still here' AS s;\n\\q\n")
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
@@ -138,6 +155,11 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
     assert!(stdout.lines().any(|l| l == "tokenize__shards"), "{stdout}");
     assert!(stdout.contains("| tokenizer_sha256 |"), "{stdout}");
     assert!(stdout.contains("| 42     |"), "{stdout}");
+    assert!(
+        stdout.contains("minhash_jaccard(a, b)\n\nThe Jaccard similarity"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("llamaflow's functions: minhash, minhash_jaccard, normalized_text_hash, text_hash, token_count, tokenize, url_host"), "{stdout}");
     assert!(stdout.contains("still here"), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("No field named nope"),
@@ -157,7 +179,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
             .nth(1)
             .unwrap()
             .to_string();
-        let glob = dir.path().join("out/datasets").join(table).join("*.parquet");
+        let glob = root.join("out/datasets").join(table).join("*.parquet");
         let script = format!(
             "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}')\").fetchall()[0][0])",
             glob.display()
@@ -195,5 +217,80 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
             text(&out)
         );
     }
-    assert!(!dir.path().join("x.csv").exists());
+    assert!(!root.join("x.csv").exists() && !Path::new("x.csv").exists());
+}
+
+/// `llamaflow sql` as a sqllogictest database: each statement runs through the
+/// real binary with `--format csv`. An empty CSV field reads as `NULL`.
+struct LlamaflowSql {
+    pipeline: String,
+}
+
+/// A statement's failure: what `llamaflow sql` printed on stderr.
+#[derive(Debug)]
+struct SqlError(String);
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+impl sqllogictest::DB for LlamaflowSql {
+    type Error = SqlError;
+    type ColumnType = sqllogictest::DefaultColumnType;
+
+    fn run(&mut self, statement: &str) -> Result<sqllogictest::DBOutput<Self::ColumnType>, SqlError> {
+        let out = sql(&self.pipeline, &["--format", "csv", "-c", statement]);
+        if !out.status.success() {
+            return Err(SqlError(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+        let columns = reader.headers().map_err(|e| SqlError(e.to_string()))?.len();
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| SqlError(e.to_string()))?;
+            rows.push(
+                record
+                    .iter()
+                    .map(|field| {
+                        if field.is_empty() {
+                            "NULL".to_string()
+                        } else {
+                            field.to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        Ok(sqllogictest::DBOutput::Rows {
+            types: vec![sqllogictest::DefaultColumnType::Any; columns],
+            rows,
+        })
+    }
+}
+
+/// Every `tests/slt/*.slt` file passes over the sample pipeline's output.
+#[test]
+fn sqllogictest_files_pass_over_the_sample_output() {
+    let pipeline = sample().to_str().unwrap().to_string();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/slt"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let pipeline = pipeline.clone();
+        let mut runner = sqllogictest::Runner::new(move || {
+            let pipeline = pipeline.clone();
+            async move { Ok(LlamaflowSql { pipeline }) }
+        });
+        if let Err(e) = runner.run_file(&file) {
+            panic!("{}: {}", file.display(), e.display(true));
+        }
+    }
 }

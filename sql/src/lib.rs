@@ -2,6 +2,8 @@
 //! DataFusion session, and the registry through which stages contribute UDFs.
 
 pub mod encoder;
+pub mod help;
+pub mod minhash;
 pub mod queries;
 pub mod registry;
 pub mod session;

@@ -107,7 +107,7 @@ async fn run_statement(ctx: &SessionContext, statement: &str, format: Format, ma
     print(&batches, format, maxrows)
 }
 
-const SHELL_HELP: &str = "statements end with `;` and may span lines; \\d lists the tables, \\d NAME describes one, \\h shows this, \\q quits (or Ctrl-D)";
+const SHELL_HELP: &str = "statements end with `;` and may span lines; \\d lists the tables, \\d NAME describes one, \\h shows this, \\h NAME explains a function, \\q quits (or Ctrl-D)";
 
 /// The interactive shell: statements over several lines, history in
 /// `~/.llamaflow_history`, and backslash commands.
@@ -151,7 +151,15 @@ async fn shell(ctx: &SessionContext, format: Format, maxrows: usize) -> anyhow::
             let mut words = trimmed.split_whitespace();
             match (words.next(), words.next()) {
                 (Some("\\q"), _) => break,
-                (Some("\\h"), _) => println!("{SHELL_HELP}"),
+                (Some("\\h"), None) => {
+                    println!("{SHELL_HELP}");
+                    let ours = llamaflow_sql::help::llamaflow_functions(&ctx.state());
+                    println!("llamaflow's functions: {}", ours.join(", "));
+                }
+                (Some("\\h"), Some(name)) => match llamaflow_sql::help::function_help(&ctx.state(), name) {
+                    Some(help) => println!("{help}"),
+                    None => eprintln!("error: no function `{name}`"),
+                },
                 (Some("\\d"), None) => println!("{}", tables().join("\n")),
                 (Some("\\d"), Some(name)) if tables().iter().any(|t| t == name) => {
                     let describe = async {
@@ -282,7 +290,7 @@ fn print(batches: &[RecordBatch], format: Format, maxrows: usize) -> anyhow::Res
         Format::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(stdout.lock());
             for b in batches {
-                writer.write(b)?;
+                writer.write(&nested_as_text(b)?)?;
             }
         }
         Format::Json => {
@@ -300,6 +308,34 @@ fn print(batches: &[RecordBatch], format: Format, maxrows: usize) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// `batch` with its list, struct and map columns as their display text
+/// (`[1, 2]`, `{a: 1}`), which CSV cannot hold otherwise.
+fn nested_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default().with_null("");
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+            let text: StringArray = (0..column.len())
+                .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(field.name(), arrow::datatypes::DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
 #[cfg(test)]

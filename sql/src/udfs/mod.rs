@@ -2,6 +2,8 @@
 //! ones (those that need a pipeline artifact, like `tokenize`, are added by
 //! whoever loads the artifact).
 
+pub mod minhash;
+pub mod minhash_jaccard;
 pub mod text_hash;
 pub mod tokenize;
 pub mod url_host;
@@ -14,6 +16,8 @@ pub fn builtin() -> UdfRegistry {
     registry.add_scalar(text_hash::TextHash::udf(false));
     registry.add_scalar(text_hash::TextHash::udf(true));
     registry.add_scalar(url_host::UrlHost::udf());
+    registry.add_scalar(minhash::MinHash::udf());
+    registry.add_scalar(minhash_jaccard::MinHashJaccard::udf());
     registry
 }
 
@@ -27,4 +31,13 @@ pub(crate) fn text_argument(
     };
     let array = arg.to_array(args.number_rows)?;
     Ok(arrow::compute::cast(&array, &arrow::datatypes::DataType::Utf8)?)
+}
+
+/// The section every llamaflow UDF's documentation is filed under.
+pub(crate) fn doc_section() -> datafusion::logical_expr::DocSection {
+    datafusion::logical_expr::DocSection {
+        include: true,
+        label: "llamaflow",
+        description: Some("Functions of llamaflow's corpora and artifacts"),
+    }
 }

@@ -7,12 +7,14 @@
 //! hash: the keys only need to be collision-free by chance (2^-128 per pair),
 //! and XXH3 runs at memory speed.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 /// The exact-dedup key of a text, as a UDF (`normalized` picks the variant).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -49,6 +51,32 @@ pub fn hash_hex(text: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
+static TEXT_HASH_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::doc_section(),
+        "The exact-dedup key of a text's bytes: 32 lowercase hex characters of XXH3-128.",
+        "text_hash(text)",
+    )
+    .with_argument("text", "The text (any string type); NULL gives NULL.")
+    .with_related_udf("normalized_text_hash")
+    .build()
+});
+
+static NORMALIZED_TEXT_HASH_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::doc_section(),
+        "The key exact dedup compares: XXH3-128 (32 hex characters) of the text lowercased, with every run of \
+         whitespace collapsed to one space and trimmed, so copies differing only in case or spacing share it.",
+        "normalized_text_hash(text)",
+    )
+    .with_argument("text", "The text (any string type); NULL gives NULL.")
+    .with_sql_example(
+        "SELECT normalized_text_hash(text) AS key, count(*) AS copies FROM c4 GROUP BY key HAVING count(*) > 1;",
+    )
+    .with_related_udf("text_hash")
+    .build()
+});
+
 impl ScalarUDFImpl for TextHash {
     fn name(&self) -> &str {
         if self.normalized {
@@ -82,6 +110,14 @@ impl ScalarUDFImpl for TextHash {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(if self.normalized {
+            &NORMALIZED_TEXT_HASH_DOC
+        } else {
+            &TEXT_HASH_DOC
+        })
     }
 }
 

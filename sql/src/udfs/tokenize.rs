@@ -5,12 +5,14 @@
 //! shard writer appends it); `token_count` their number.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, ListBuilder, UInt32Builder, UInt64Builder};
 use arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, exec_datafusion_err};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use crate::encoder::TokenEncoder;
 
@@ -70,6 +72,32 @@ pub fn ids_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false)))
 }
 
+static TOKENIZE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::doc_section(),
+        "The token ids of a text under the pipeline's trained tokenizer (its `tokenizer` stage's tokenizer.json), \
+         without special tokens, as HF encode(text, add_special_tokens=False); the shards add `</s>` after each \
+         document. Registered once that stage has run.",
+        "tokenize(text)",
+    )
+    .with_argument("text", "The text (any string type); NULL gives NULL.")
+    .with_related_udf("token_count")
+    .build()
+});
+
+static TOKEN_COUNT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::doc_section(),
+        "How many tokens a text encodes to under the pipeline's trained tokenizer (the length of tokenize(text)). \
+         Registered once the `tokenizer` stage has run.",
+        "token_count(text)",
+    )
+    .with_argument("text", "The text (any string type); NULL gives NULL.")
+    .with_sql_example("SELECT sum(token_count(text)) FROM wikipedia;")
+    .with_related_udf("tokenize")
+    .build()
+});
+
 impl ScalarUDFImpl for Tokenize {
     fn name(&self) -> &str {
         match self.output {
@@ -128,6 +156,13 @@ impl ScalarUDFImpl for Tokenize {
             }
         };
         Ok(ColumnarValue::Array(out))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(match self.output {
+            Output::Ids => &TOKENIZE_DOC,
+            Output::Count => &TOKEN_COUNT_DOC,
+        })
     }
 }
 

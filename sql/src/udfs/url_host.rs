@@ -2,12 +2,14 @@
 //! → `www.example.com`); NULL for NULL, for text that is not a URL, and for
 //! URLs without a host (`wikipedia:en/Title`, `mailto:`).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 /// The `url_host` UDF.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -29,6 +31,17 @@ pub fn host_of(text: &str) -> Option<String> {
     let url = url::Url::parse(text.trim()).ok()?;
     url.host_str().map(str::to_ascii_lowercase)
 }
+
+static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::doc_section(),
+        "The host of a URL, lowercased; NULL for NULL, for text that is not a URL and for URLs without a host.",
+        "url_host(url)",
+    )
+    .with_argument("url", "A URL (any string type).")
+    .with_sql_example("SELECT url_host(url) AS host, count(*) FROM c4 GROUP BY host ORDER BY 2 DESC LIMIT 10;")
+    .build()
+});
 
 impl ScalarUDFImpl for UrlHost {
     fn name(&self) -> &str {
@@ -54,6 +67,10 @@ impl ScalarUDFImpl for UrlHost {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOCUMENTATION)
     }
 }
 
