@@ -1,5 +1,6 @@
 //! The output root can be an object store: the sample pipeline runs against a
-//! real S3 server (SeaweedFS) on 127.0.0.1, started and stopped by this test.
+//! real S3 server (SeaweedFS) on 127.0.0.1, started and stopped by this test,
+//! and `llamaflow sql` reads that root from the bucket.
 
 mod common;
 
@@ -137,6 +138,32 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(status["state"], "up to date", "{}", text(&out));
     assert_eq!(status["kept"], 10);
+
+    // `llamaflow sql` reads the same root from the bucket: the datasets, the
+    // quarantine view, the ledger and the tokenizer's UDFs.
+    let out = run(with_s3_env(
+        llamaflow().args([
+            "--pipeline",
+            p,
+            "--output",
+            &root,
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT (SELECT count(*) FROM c4) AS c4, (SELECT count(*) FROM quarantine) AS quarantined, \
+             (SELECT count(*) FROM runs) AS runs, (SELECT sum(documents) FROM tokenize__shards) AS tokenized, \
+             token_count('in 1987') AS n",
+        ]),
+        server.port,
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().nth(1),
+        Some("10,0,2,483,6"),
+        "{}",
+        text(&out)
+    );
 
     // Nothing was written locally: the bytes are in the bucket.
     assert!(!dir.path().join("out").exists());
