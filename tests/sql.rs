@@ -51,7 +51,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
             "-c",
             "SELECT count(*) AS n FROM wikipedia__refs",
             "-c",
-            "SELECT count(*) AS n, count(kept_id) AS k FROM dedup__removed",
+            "SELECT count(*) AS n, count(kept_id) AS k FROM github_dedup__removed",
             "-c",
             "SELECT count(*) AS n, min(status) AS status FROM runs",
             "-c",
@@ -112,7 +112,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(r#""source":"github","documents":360"#), "{stdout}");
+    assert!(stdout.contains(r#""source":"github","documents":355"#), "{stdout}");
     assert!(stdout.contains(r#""host":""#), "{stdout}");
     // token_budget agrees with `llamaflow mixture`'s plan.
     let out = sql(p, &["--format", "ndjson", "--query", "token_budget"]);

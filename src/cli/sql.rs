@@ -72,7 +72,14 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> anyhow::Result<ExitCode>
         statements.extend(split_statements(query));
     }
     let engine = super::load_engine(global)?;
-    let ctx = session(global, &engine).await?;
+    // Loading a tokenizer takes tens of milliseconds: only for the shell, or
+    // when a statement names one of its functions.
+    let with_tokenizer = statements.is_empty()
+        || statements.iter().any(|s| {
+            let s: String = s.to_ascii_lowercase().split_whitespace().collect();
+            s.contains("tokenize(") || s.contains("token_count(")
+        });
+    let ctx = session(global, &engine, with_tokenizer).await?;
     if statements.is_empty() {
         shell(&ctx, args.format, args.maxrows).await?;
         return Ok(ExitCode::SUCCESS);
@@ -195,7 +202,7 @@ async fn shell(ctx: &SessionContext, format: Format, maxrows: usize) -> anyhow::
 }
 
 /// A session whose default schema is the output root's catalog, with the pipeline's UDFs.
-async fn session(global: &GlobalArgs, engine: &Engine) -> anyhow::Result<SessionContext> {
+async fn session(global: &GlobalArgs, engine: &Engine, with_tokenizer: bool) -> anyhow::Result<SessionContext> {
     let ctx = llamaflow_sql::SessionBuilder::default()
         .target_partitions(super::jobs(global))
         .memory_limit(global.memory_limit)
@@ -206,7 +213,7 @@ async fn session(global: &GlobalArgs, engine: &Engine) -> anyhow::Result<Session
     ctx.runtime_env().register_object_store(&base, root.root.store.clone());
     // Each tokenizer stage that has run gives `tokenize` and `token_count` (the last one wins).
     for (stage, type_name) in engine.stage_types() {
-        if type_name != "tokenizer" {
+        if type_name != "tokenizer" || !with_tokenizer {
             continue;
         }
         let location = root.dataset(&stage).join("tokenizer.json");

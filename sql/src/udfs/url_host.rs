@@ -28,8 +28,63 @@ impl UrlHost {
 
 /// The lowercased host of `text`, if it is a URL with one.
 pub fn host_of(text: &str) -> Option<String> {
-    let url = url::Url::parse(text.trim()).ok()?;
+    let text = text.trim();
+    if let Some(host) = plain_http_host(text) {
+        return Some(host.to_ascii_lowercase());
+    }
+    if hostless_scheme(text) {
+        return None;
+    }
+    let url = url::Url::parse(text).ok()?;
     url.host_str().map(str::to_ascii_lowercase)
+}
+
+/// Whether `text` is `scheme:rest` with a scheme that is not one of the URL
+/// standard's special ones and no `//` after it (`wikipedia:en/Title`,
+/// `github:repo/path`, `mailto:`): such a URL has no host, whatever the rest.
+fn hostless_scheme(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return false;
+    };
+    let valid = scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let special = ["http", "https", "ftp", "ws", "wss", "file"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s));
+    valid && !special && !rest.starts_with("//")
+}
+
+/// The host of an `http(s)://` URL whose host is plain ASCII letters, digits,
+/// dots and hyphens (nearly every URL of a web corpus), found without a full
+/// parse: for such hosts the URL standard's parse only lowercases them, and a
+/// full parse costs several times the rest of a GROUP BY. Anything else (IDNA,
+/// percent-escapes, IP literals, other schemes) returns `None` for the parser.
+fn plain_http_host(text: &str) -> Option<&str> {
+    let (scheme, rest) = text.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return None;
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some(_) => return None,
+        None => authority,
+    };
+    let plain = !host.is_empty()
+        && !host.starts_with(['.', '-'])
+        && !host.ends_with('.')
+        && !host.contains("..")
+        && !host.starts_with("xn--")
+        && !host.contains(".xn--")
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        // All-digit labels may be an IPv4 address, which the parser normalizes.
+        && !host.rsplit('.').next().is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
+    plain.then_some(host)
 }
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
@@ -88,5 +143,40 @@ mod tests {
         assert_eq!(host_of("wikipedia:en/Title"), None);
         assert_eq!(host_of("mailto:a@b.c"), None);
         assert_eq!(host_of("not a url"), None);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_parse() {
+        for url in [
+            "http://Example.COM",
+            "https://a.b-c.example.org:8443/x?y#z",
+            "HTTPS://www.example.com?q",
+            "http://example.com#frag",
+            "http://example.com\\path",
+            "http://user:pw@example.com/",
+            "http://192.168.0.1/",
+            "http://0x7f.1/",
+            "http://bücher.example/",
+            "http://xn--bcher-kva.example/",
+            "http://ex%41mple.com/",
+            "http://example.com:notaport/",
+            "http://example.com.:80/",
+            "http://-example.com/",
+            "ftp://example.com/",
+            "http://",
+            "http:///path",
+            "wikipedia:en/Albert_Sidney_Johnston",
+            "github:libz-ng-sys-1.1.15/src/zlib-ng/crc32_fold.h",
+            "mailto:a@b.c",
+            "urn:isbn:123",
+            "foo://Host.example/x",
+            "http:example.com/relative-special",
+            "1abc:rest",
+        ] {
+            let full = url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+            assert_eq!(host_of(url), full, "{url}");
+        }
     }
 }

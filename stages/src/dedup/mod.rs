@@ -19,9 +19,19 @@
 //! (`<stage>__index`: the key of every kept document), for later incremental
 //! runs against the existing corpus.
 //!
-//! Not yet: near-duplicate detection (MinHash with LSH) and the `books`
-//! preset that needs it; the stage refuses `mode = "minhash"` and
-//! `preset = "books"` until they exist.
+//! `mode = "minhash"` adds near-duplicates after the exact pass (see
+//! [`near`]): MinHash signatures over word n-grams, LSH bands, candidate pairs
+//! verified by their estimated Jaccard similarity, clusters by connected
+//! components, one document kept per cluster by the same stable order; the
+//! band keys join `index`, the dropped documents `removed` (rule
+//! `near_duplicate`, with the similarity). `preset = "books"` is that at a
+//! 0.9 threshold, for whole books (LLaMA removed books with more than 90%
+//! content overlap).
+
+mod components;
+mod near;
+
+pub use near::MinHashSettings;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -52,6 +62,8 @@ pub const DEFAULT_PRIORITY: &[&str] = &[
 
 /// The rule name of exact duplicates in counts and in `removed`.
 const EXACT: &str = "exact_duplicate";
+/// The rule name of near-duplicates in counts and in `removed`.
+const NEAR: &str = "near_duplicate";
 
 /// What the stage compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -59,7 +71,7 @@ const EXACT: &str = "exact_duplicate";
 pub enum Mode {
     /// Equal text (after normalization, unless `normalize = false`).
     Exact,
-    /// Near-duplicates by MinHash (not implemented yet).
+    /// Exact duplicates, then near-duplicates by MinHash with LSH.
     Minhash,
 }
 
@@ -69,7 +81,7 @@ pub enum Mode {
 pub enum Preset {
     /// GitHub: exact file-level dedup on the content as it is, GitHub's columns kept.
     Github,
-    /// Books: near-duplicate books at > 90% overlap (not implemented yet).
+    /// Books: near-duplicate books at > 90% overlap (MinHash, threshold 0.9).
     Books,
 }
 
@@ -80,9 +92,21 @@ pub struct DedupConfig {
     /// `github` or `books`: sets the other parameters' defaults.
     #[serde(default)]
     pub preset: Option<Preset>,
-    /// `exact` (default).
+    /// `exact` (default) or `minhash` (exact, then near-duplicates).
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// `minhash`: words per shingle (default 5).
+    #[serde(default)]
+    pub ngram: Option<usize>,
+    /// `minhash`: LSH bands (default 14).
+    #[serde(default)]
+    pub bands: Option<usize>,
+    /// `minhash`: signature slots per band (default 8).
+    #[serde(default)]
+    pub rows: Option<usize>,
+    /// `minhash`: least estimated Jaccard similarity of a near-duplicate pair (default 0.7; 0.9 for books).
+    #[serde(default)]
+    pub threshold: Option<f64>,
     /// Compare texts lowercased with whitespace collapsed (default true; false with `preset = "github"`).
     #[serde(default)]
     pub normalize: Option<bool>,
@@ -105,21 +129,32 @@ impl StageFactory for DedupFactory {
     }
 
     fn summary(&self) -> &'static str {
-        "exact deduplication of document datasets (within or across sources), first by source priority then id kept"
+        "exact and near-duplicate (MinHash) deduplication of document datasets, within or across sources; first by source priority then id kept"
     }
 
     fn build(&self, decl: &StageDecl) -> Result<Arc<dyn Stage>, ParamError> {
         let config: DedupConfig = parse_params(&decl.params)?;
-        let not_yet = |key: &str, what: &str| ParamError {
-            key: Some(key.into()),
-            message: format!("{what} is not implemented yet: only exact dedup (`mode = \"exact\"`) exists so far"),
+        let books = config.preset == Some(Preset::Books);
+        let mode = config.mode.unwrap_or(if books { Mode::Minhash } else { Mode::Exact });
+        let near = match mode {
+            Mode::Exact => {
+                for (key, set) in [
+                    ("ngram", config.ngram.is_some()),
+                    ("bands", config.bands.is_some()),
+                    ("rows", config.rows.is_some()),
+                    ("threshold", config.threshold.is_some()),
+                ] {
+                    if set {
+                        return Err(ParamError {
+                            key: Some(key.into()),
+                            message: "only `mode = \"minhash\"` uses it".into(),
+                        });
+                    }
+                }
+                None
+            }
+            Mode::Minhash => Some(minhash_settings(&config, books)?),
         };
-        if config.preset == Some(Preset::Books) {
-            return Err(not_yet("preset", "the `books` preset (near-duplicate books)"));
-        }
-        if config.mode == Some(Mode::Minhash) {
-            return Err(not_yet("mode", "near-duplicate dedup (`minhash`)"));
-        }
         let github = config.preset == Some(Preset::Github);
         let columns = config
             .columns
@@ -137,8 +172,43 @@ impl StageFactory for DedupFactory {
             normalize: config.normalize.unwrap_or(!github),
             priority,
             schema,
+            near,
         }))
     }
+}
+
+/// The MinHash settings of a config (the books preset raises the threshold), checked.
+fn minhash_settings(config: &DedupConfig, books: bool) -> Result<MinHashSettings, ParamError> {
+    let defaults = MinHashSettings::default();
+    let settings = MinHashSettings {
+        ngram: config.ngram.unwrap_or(defaults.ngram),
+        bands: config.bands.unwrap_or(defaults.bands),
+        rows: config.rows.unwrap_or(defaults.rows),
+        threshold: config.threshold.unwrap_or(if books { 0.9 } else { defaults.threshold }),
+    };
+    let bad = |key: &str, message: String| ParamError {
+        key: Some(key.into()),
+        message,
+    };
+    if settings.ngram == 0 {
+        return Err(bad("ngram", "must be at least 1".into()));
+    }
+    if settings.bands == 0
+        || settings.rows == 0
+        || settings.bands * settings.rows > llamaflow_sql::minhash::MAX_PERMUTATIONS
+    {
+        return Err(bad(
+            "bands",
+            format!(
+                "bands and rows must be at least 1, with bands × rows at most {}",
+                llamaflow_sql::minhash::MAX_PERMUTATIONS
+            ),
+        ));
+    }
+    if !(settings.threshold > 0.0 && settings.threshold <= 1.0) {
+        return Err(bad("threshold", "must be in (0, 1]".into()));
+    }
+    Ok(settings)
 }
 
 /// The output schema for a `columns` setting.
@@ -178,6 +248,7 @@ pub struct DedupStage {
     normalize: bool,
     priority: Vec<String>,
     schema: SchemaRef,
+    near: Option<MinHashSettings>,
 }
 
 impl DedupStage {
@@ -201,13 +272,10 @@ impl DedupStage {
     async fn decide(
         &self,
         session: &SessionContext,
-        docs: DataFrame,
+        table: &str,
         ctx: &mut UnitContext,
         counts: &mut UnitCounts,
     ) -> Result<HashSet<u128>, StageError> {
-        // Named after the stage: two dedup stages may run at once in the shared session.
-        let table = format!("dedup_documents_{}", ctx.stage);
-        session.register_table(table.as_str(), docs.into_view())?;
         let hash = if self.normalize {
             "normalized_text_hash"
         } else {
@@ -221,9 +289,7 @@ impl DedupStage {
                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
             priority = self.priority_sql(),
         );
-        let result = session.sql(&sql).await;
-        let _ = session.deregister_table(table.as_str());
-        let mut stream = result?.execute_stream().await?;
+        let mut stream = session.sql(&sql).await?.execute_stream().await?;
         let mut removed_ids = HashSet::new();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -268,6 +334,55 @@ impl DedupStage {
         Ok(removed_ids)
     }
 
+    /// The exact pass, then (in `minhash` mode) the near-duplicate pass over
+    /// the documents the exact pass kept; returns every removed id.
+    async fn decide_all(
+        &self,
+        session: &SessionContext,
+        table: &str,
+        ctx: &mut UnitContext,
+        counts: &mut UnitCounts,
+    ) -> Result<HashSet<u128>, StageError> {
+        let mut removed = self.decide(session, table, ctx, counts).await?;
+        let Some(settings) = &self.near else {
+            return Ok(removed);
+        };
+        let found = near::find_near_duplicates(session, table, &self.priority_sql(), settings, ctx).await?;
+        tracing::info!(
+            stage = %ctx.stage,
+            candidates = found.candidates,
+            verified = found.verified,
+            "MinHash candidate pairs"
+        );
+        // An exact copy has its twin's signature, so it is in its twin's
+        // cluster too; it stays recorded as an exact duplicate.
+        let near: Vec<_> = found
+            .removals
+            .into_iter()
+            .filter(|r| !removed.contains(&id_key(&r.id)))
+            .collect();
+        if near.is_empty() {
+            return Ok(removed);
+        }
+        let n = near.len();
+        counts.kept -= n as u64;
+        *counts.filtered.entry(NEAR.to_string()).or_default() += n as u64;
+        removed.extend(near.iter().map(|r| id_key(&r.id)));
+        for chunk in near.chunks(8192) {
+            let batch = RecordBatch::try_new(
+                removed_schema(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.id.as_str()))),
+                    Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.kept_id.as_str()))),
+                    Arc::new(Float64Array::from_iter_values(chunk.iter().map(|r| r.similarity))),
+                    Arc::new(StringArray::from(vec![NEAR; chunk.len()])),
+                ],
+            )?;
+            ctx.write_named("removed", &batch).await?;
+        }
+        Ok(removed)
+    }
+
     /// Every input dataset, read with DataFusion and cut to the output's columns, as one frame.
     async fn documents(&self, files: &[InputFile], session: &SessionContext) -> Result<DataFrame, StageError> {
         let fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -300,7 +415,12 @@ impl Stage for DedupStage {
         let session = ctx.session.clone();
         let docs = self.documents(&unit.files, &session).await?;
         let mut counts = UnitCounts::default();
-        let removed = self.decide(&session, docs.clone(), ctx, &mut counts).await?;
+        // Named after the stage: two dedup stages may run at once in the shared session.
+        let table = format!("dedup_documents_{}", ctx.stage);
+        session.register_table(table.as_str(), docs.clone().into_view())?;
+        let decided = self.decide_all(&session, &table, ctx, &mut counts).await;
+        let _ = session.deregister_table(table.as_str());
+        let removed = decided?;
         // Pass 2: the documents again, minus the removed ones.
         let mut stream = docs.execute_stream().await?;
         let mut written = 0u64;
@@ -366,12 +486,26 @@ mod tests {
     }
 
     #[test]
-    fn unfinished_modes_are_refused_by_name() {
-        let e = stage("mode = \"minhash\"").unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("mode"));
-        assert!(e.message.contains("not implemented yet"), "{}", e.message);
-        assert_eq!(stage("preset = \"books\"").unwrap_err().key.as_deref(), Some("preset"));
+    fn bad_settings_are_refused_by_name() {
         assert_eq!(stage("columns = \"nope\"").unwrap_err().key.as_deref(), Some("columns"));
+        assert_eq!(stage("threshold = 0.8").unwrap_err().key.as_deref(), Some("threshold"));
+        let minhash = |extra: &str| stage(&format!("mode = \"minhash\"\n{extra}"));
+        assert_eq!(
+            minhash("threshold = 1.5").unwrap_err().key.as_deref(),
+            Some("threshold")
+        );
+        assert_eq!(minhash("bands = 0").unwrap_err().key.as_deref(), Some("bands"));
+        assert_eq!(minhash("ngram = 0").unwrap_err().key.as_deref(), Some("ngram"));
+        assert!(minhash("bands = 20\nrows = 5\nthreshold = 0.8").is_ok());
+    }
+
+    #[test]
+    fn the_books_preset_is_minhash_at_a_ninety_percent_threshold() {
+        let config: DedupConfig = toml::from_str("preset = \"books\"").unwrap();
+        let settings = minhash_settings(&config, true).unwrap();
+        assert_eq!(settings.threshold, 0.9);
+        assert_eq!((settings.bands, settings.rows, settings.ngram), (14, 8, 5));
+        assert!(stage("preset = \"books\"").is_ok());
     }
 
     #[test]
@@ -380,6 +514,7 @@ mod tests {
             normalize: true,
             priority: vec!["c4".into(), "o'brien".into()],
             schema: document_schema(Vec::new()),
+            near: None,
         };
         assert_eq!(
             s.priority_sql(),

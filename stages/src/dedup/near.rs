@@ -1,0 +1,286 @@
+//! Near-duplicate detection: MinHash signatures, LSH banding, candidate pairs
+//! verified by their estimated Jaccard similarity, clusters by connected
+//! components.
+//!
+//! 1. One DataFusion query computes every document's signature with the
+//!    `minhash` UDF (in parallel over the session's partitions). The stream is
+//!    written to two scratch Parquet files: the signatures (`id, source, rank,
+//!    sig`) and the band keys (`band_key, id, source, rank`; a band key hashes
+//!    the band's index with its rows' slots, so one column holds all bands).
+//!    The band keys also go to the stage's `index` output, for incremental runs.
+//! 2. A second query groups the band keys (a window partitioned by key, sorted
+//!    and spilled under the session's memory pool) and pairs each document with
+//!    the first of its bucket in keep-first order; the distinct pairs are
+//!    joined to both signatures and scored with `minhash_jaccard`.
+//! 3. Pairs at or above the threshold join clusters ([`Clusters`]); each
+//!    cluster keeps its first document.
+//!
+//! Pairing with the bucket's first document rather than with every member
+//! keeps the candidates linear in the bucket size; a member joins its cluster
+//! through whichever bucket puts it next to a verified neighbour.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt64Type};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::StreamExt;
+use llamaflow_pipeline::{StageError, UnitContext};
+use parquet::arrow::ArrowWriter;
+
+use super::components::{Clusters, NearRemoval, OrderKey};
+
+/// The MinHash and LSH settings of a `dedup` stage in `minhash` mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinHashSettings {
+    /// Words per shingle.
+    pub ngram: usize,
+    /// LSH bands.
+    pub bands: usize,
+    /// Signature slots per band (slots in all: bands × rows).
+    pub rows: usize,
+    /// Least estimated Jaccard similarity of a verified pair.
+    pub threshold: f64,
+}
+
+impl Default for MinHashSettings {
+    /// datatrove's banding (14 × 8 over word 5-grams), pairs verified at 0.7.
+    fn default() -> Self {
+        MinHashSettings {
+            ngram: 5,
+            bands: 14,
+            rows: 8,
+            threshold: 0.7,
+        }
+    }
+}
+
+/// What the near-duplicate pass found.
+#[derive(Debug, Default)]
+pub struct NearDuplicates {
+    /// Documents to drop, with the document their cluster keeps.
+    pub removals: Vec<NearRemoval>,
+    /// Distinct candidate pairs the bands produced.
+    pub candidates: u64,
+    /// Candidate pairs at or above the threshold.
+    pub verified: u64,
+}
+
+/// Finds the near-duplicates among the documents of `table` (registered in
+/// `session`), ordered keep-first by `rank_sql`, then source, then id.
+pub async fn find_near_duplicates(
+    session: &SessionContext,
+    table: &str,
+    rank_sql: &str,
+    settings: &MinHashSettings,
+    ctx: &mut UnitContext,
+) -> Result<NearDuplicates, StageError> {
+    let scratch = tempfile::Builder::new()
+        .prefix("llamaflow-minhash-")
+        .tempdir()
+        .map_err(|e| StageError::Other(format!("cannot create a scratch folder for MinHash: {e}")))?;
+    let sigs_path = scratch.path().join("signatures.parquet");
+    let bands_path = scratch.path().join("bands.parquet");
+    write_signatures(session, table, rank_sql, settings, &sigs_path, &bands_path, ctx).await?;
+
+    let sigs = format!("dedup_signatures_{}", ctx.stage);
+    let bands = format!("dedup_bands_{}", ctx.stage);
+    session
+        .register_parquet(sigs.as_str(), path_str(&sigs_path)?, ParquetReadOptions::default())
+        .await?;
+    session
+        .register_parquet(bands.as_str(), path_str(&bands_path)?, ParquetReadOptions::default())
+        .await?;
+    let sql = format!(
+        "SELECT e.id, a.source, a.rank, e.anchor, b.source AS anchor_source, b.rank AS anchor_rank, \
+                minhash_jaccard(a.sig, b.sig) AS similarity \
+         FROM (SELECT DISTINCT id, anchor FROM ( \
+                 SELECT id, first_value(id) OVER w AS anchor FROM {bands} \
+                 WINDOW w AS (PARTITION BY band_key ORDER BY rank, source, id \
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) \
+               WHERE id <> anchor) e \
+         JOIN {sigs} a ON e.id = a.id JOIN {sigs} b ON e.anchor = b.id"
+    );
+    let result = verify(session, &sql, settings.threshold).await;
+    let _ = session.deregister_table(sigs.as_str());
+    let _ = session.deregister_table(bands.as_str());
+    result
+}
+
+/// Pass 1: signatures and band keys to the scratch files and the `index` output.
+async fn write_signatures(
+    session: &SessionContext,
+    table: &str,
+    rank_sql: &str,
+    settings: &MinHashSettings,
+    sigs_path: &Path,
+    bands_path: &Path,
+    ctx: &mut UnitContext,
+) -> Result<(), StageError> {
+    let permutations = settings.bands * settings.rows;
+    let sql = format!(
+        "SELECT id, source, {rank_sql} AS rank, minhash(text, {permutations}, {ngram}) AS sig FROM {table}",
+        ngram = settings.ngram
+    );
+    let mut stream = session.sql(&sql).await?.execute_stream().await?;
+    let mut sigs_writer = ArrowWriter::try_new(create(sigs_path)?, signatures_schema(), None).map_err(scratch_error)?;
+    let mut bands_writer = ArrowWriter::try_new(create(bands_path)?, bands_schema(), None).map_err(scratch_error)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let ids = cast_utf8(batch.column(0))?;
+        let sources = cast_utf8(batch.column(1))?;
+        let ranks = arrow::compute::cast(batch.column(2), &DataType::Int64)?;
+        let (ids, sources) = (ids.as_string::<i32>(), sources.as_string::<i32>());
+        let ranks = ranks.as_primitive::<Int64Type>();
+        let signatures = batch.column(3).as_list::<i32>();
+        // Documents without a word (all slots untouched) have no shingles to compare.
+        let mut with_words = Vec::with_capacity(batch.num_rows());
+        let (mut band_keys, mut band_rows) = (Vec::new(), Vec::new());
+        for row in 0..batch.num_rows() {
+            let signature = signatures.value(row);
+            let slots = signature.as_primitive::<UInt64Type>().values();
+            let has_words = slots.first().is_some_and(|&v| v != u64::MAX);
+            with_words.push(has_words);
+            if has_words {
+                for band in 0..settings.bands {
+                    band_keys.push(band_key(band, &slots[band * settings.rows..(band + 1) * settings.rows]));
+                    band_rows.push(row as u32);
+                }
+            }
+        }
+        let keep = arrow::array::BooleanArray::from(with_words);
+        let sig_batch = RecordBatch::try_new(
+            signatures_schema(),
+            vec![
+                Arc::new(ids.clone()) as ArrayRef,
+                Arc::new(sources.clone()),
+                Arc::new(ranks.clone()),
+                batch.column(3).clone(),
+            ],
+        )?;
+        sigs_writer
+            .write(&arrow::compute::filter_record_batch(&sig_batch, &keep)?)
+            .map_err(scratch_error)?;
+        let take = arrow::array::UInt32Array::from(band_rows);
+        let band_ids = arrow::compute::take(ids, &take, None)?;
+        let bands = RecordBatch::try_new(
+            bands_schema(),
+            vec![
+                Arc::new(UInt64Array::from(band_keys.clone())) as ArrayRef,
+                band_ids.clone(),
+                arrow::compute::take(sources, &take, None)?,
+                arrow::compute::take(ranks, &take, None)?,
+            ],
+        )?;
+        bands_writer.write(&bands).map_err(scratch_error)?;
+        let index = RecordBatch::try_new(
+            super::index_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    band_keys.iter().map(|k| format!("{k:016x}")),
+                )) as ArrayRef,
+                band_ids,
+                Arc::new(StringArray::from(vec!["minhash_band"; band_keys.len()])),
+            ],
+        )?;
+        ctx.write_named("index", &index).await?;
+    }
+    sigs_writer.close().map_err(scratch_error)?;
+    bands_writer.close().map_err(scratch_error)?;
+    Ok(())
+}
+
+/// Passes 2 and 3: candidate pairs scored, the verified ones clustered.
+async fn verify(session: &SessionContext, sql: &str, threshold: f64) -> Result<NearDuplicates, StageError> {
+    let mut stream = session.sql(sql).await?.execute_stream().await?;
+    let mut clusters = Clusters::default();
+    let mut found = NearDuplicates::default();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let text = |i: usize| cast_utf8(batch.column(i));
+        let (ids, sources, anchors, anchor_sources) = (text(0)?, text(1)?, text(3)?, text(4)?);
+        let ranks = batch.column(2).as_primitive::<Int64Type>();
+        let anchor_ranks = batch.column(5).as_primitive::<Int64Type>();
+        let similarity = batch.column(6).as_primitive::<Float64Type>();
+        for row in 0..batch.num_rows() {
+            found.candidates += 1;
+            if similarity.is_null(row) || similarity.value(row) < threshold {
+                continue;
+            }
+            found.verified += 1;
+            let key = |ids: &ArrayRef, sources: &ArrayRef, ranks: &Int64Array| OrderKey {
+                rank: ranks.value(row),
+                source: sources.as_string::<i32>().value(row).to_string(),
+                id: ids.as_string::<i32>().value(row).to_string(),
+            };
+            clusters.join(
+                key(&ids, &sources, ranks),
+                key(&anchors, &anchor_sources, anchor_ranks),
+                similarity.value(row),
+            );
+        }
+    }
+    found.removals = clusters.removals();
+    Ok(found)
+}
+
+/// The key of one band: its index and its slots, hashed together.
+fn band_key(band: usize, slots: &[u64]) -> u64 {
+    let mut bytes = Vec::with_capacity(8 + slots.len() * 8);
+    bytes.extend_from_slice(&(band as u64).to_le_bytes());
+    for slot in slots {
+        bytes.extend_from_slice(&slot.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+fn signatures_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("rank", DataType::Int64, true),
+        Field::new("sig", llamaflow_sql::udfs::minhash::signature_type(), true),
+    ]))
+}
+
+fn bands_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("band_key", DataType::UInt64, false),
+        Field::new("id", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("rank", DataType::Int64, true),
+    ]))
+}
+
+/// A failure writing the scratch Parquet files.
+fn scratch_error(e: parquet::errors::ParquetError) -> StageError {
+    StageError::Other(format!("cannot write MinHash scratch files: {e}"))
+}
+
+fn create(path: &Path) -> Result<File, StageError> {
+    File::create(path).map_err(|e| StageError::Other(format!("cannot write {}: {e}", path.display())))
+}
+
+fn path_str(path: &Path) -> Result<&str, StageError> {
+    path.to_str()
+        .ok_or_else(|| StageError::Other(format!("scratch path {} is not UTF-8", path.display())))
+}
+
+fn cast_utf8(array: &ArrayRef) -> Result<ArrayRef, StageError> {
+    Ok(arrow::compute::cast(array, &DataType::Utf8)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn band_keys_differ_by_band_and_by_slots() {
+        let slots = [1u64, 2, 3];
+        assert_ne!(band_key(0, &slots), band_key(1, &slots));
+        assert_ne!(band_key(0, &slots), band_key(0, &[1, 2, 4]));
+        assert_eq!(band_key(2, &slots), band_key(2, &[1, 2, 3]));
+    }
+}
