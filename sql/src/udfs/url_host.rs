@@ -29,62 +29,87 @@ impl UrlHost {
 /// The lowercased host of `text`, if it is a URL with one.
 pub fn host_of(text: &str) -> Option<String> {
     let text = text.trim();
-    if let Some(host) = plain_http_host(text) {
-        return Some(host.to_ascii_lowercase());
-    }
-    if hostless_scheme(text) {
-        return None;
+    // Fast paths (nearly every URL of a corpus), decided in one pass over the
+    // scheme and authority; anything unusual goes to the full URL parser.
+    if let Some((scheme, rest)) = text.split_once(':') {
+        let valid = scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if valid {
+            let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+            if let (true, Some(after)) = (http, rest.strip_prefix("//")) {
+                if let Some(host) = plain_host(after) {
+                    return Some(host.to_ascii_lowercase());
+                }
+            } else if !is_special(scheme) && !rest.starts_with("//") {
+                // `wikipedia:en/Title`, `github:repo/path`, `mailto:`: a URL of
+                // a non-special scheme without `//` has no host.
+                return None;
+            }
+        }
     }
     let url = url::Url::parse(text).ok()?;
     url.host_str().map(str::to_ascii_lowercase)
 }
 
-/// Whether `text` is `scheme:rest` with a scheme that is not one of the URL
-/// standard's special ones and no `//` after it (`wikipedia:en/Title`,
-/// `github:repo/path`, `mailto:`): such a URL has no host, whatever the rest.
-fn hostless_scheme(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once(':') else {
-        return false;
-    };
-    let valid = scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    let special = ["http", "https", "ftp", "ws", "wss", "file"]
+/// The URL standard's special schemes, whose URLs always have a host.
+fn is_special(scheme: &str) -> bool {
+    ["http", "https", "ftp", "ws", "wss", "file"]
         .iter()
-        .any(|s| scheme.eq_ignore_ascii_case(s));
-    valid && !special && !rest.starts_with("//")
+        .any(|s| scheme.eq_ignore_ascii_case(s))
 }
 
-/// The host of an `http(s)://` URL whose host is plain ASCII letters, digits,
-/// dots and hyphens (nearly every URL of a web corpus), found without a full
-/// parse: for such hosts the URL standard's parse only lowercases them, and a
-/// full parse costs several times the rest of a GROUP BY. Anything else (IDNA,
-/// percent-escapes, IP literals, other schemes) returns `None` for the parser.
-fn plain_http_host(text: &str) -> Option<&str> {
-    let (scheme, rest) = text.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+/// The host at the start of `authority` (what follows `http://`) when it is
+/// plain ASCII letters, digits, dots and hyphens, with at most a numeric port:
+/// for such hosts the full parse only lowercases them. `None` for anything
+/// else (userinfo, IDNA, percent-escapes, IP literals, odd dots), which the
+/// parser handles.
+fn plain_host(authority: &str) -> Option<&str> {
+    let bytes = authority.as_bytes();
+    let mut end = bytes.len();
+    let mut port_at = None;
+    let mut previous = b'.';
+    let mut label_start = 0;
+    let mut label_all_digits = true;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' | b'?' | b'#' | b'\\' => {
+                end = i;
+                break;
+            }
+            b':' if port_at.is_none() => port_at = Some(i),
+            _ if port_at.is_some() => {
+                if !b.is_ascii_digit() {
+                    return None;
+                }
+            }
+            b'.' => {
+                if previous == b'.' || previous == b'-' && i == label_start + 1 {
+                    return None;
+                }
+                label_start = i + 1;
+                label_all_digits = true;
+            }
+            b'-' if previous == b'.' => return None,
+            _ if b.is_ascii_alphanumeric() || b == b'-' => {
+                label_all_digits &= b.is_ascii_digit();
+                // An IDNA label (`xn--`) is checked and normalized by the parser.
+                if i == label_start + 3 && bytes[label_start..=i].eq_ignore_ascii_case(b"xn--") {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        if port_at.is_none() {
+            previous = b;
+        }
+    }
+    let host_end = port_at.unwrap_or(end);
+    // Empty, ending in a dot, or a last label of digits (maybe an IPv4 address,
+    // which the parser normalizes): leave it to the parser.
+    if host_end == 0 || previous == b'.' || label_all_digits {
         return None;
     }
-    let authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
-    if authority.contains('@') {
-        return None;
-    }
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        Some(_) => return None,
-        None => authority,
-    };
-    let plain = !host.is_empty()
-        && !host.starts_with(['.', '-'])
-        && !host.ends_with('.')
-        && !host.contains("..")
-        && !host.starts_with("xn--")
-        && !host.contains(".xn--")
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        // All-digit labels may be an IPv4 address, which the parser normalizes.
-        && !host.rsplit('.').next().is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
-    plain.then_some(host)
+    Some(&authority[..host_end])
 }
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
@@ -172,6 +197,16 @@ mod tests {
             "foo://Host.example/x",
             "http:example.com/relative-special",
             "1abc:rest",
+            "http://example.com:/",
+            "http://EXAMPLE.com-/",
+            "http://a_b.example/",
+            "http://xN--bcher-kva.example/",
+            "http://www.xn--bcher-kva.example/",
+            "http://ex ample.com/",
+            "http://a.-b.example/",
+            "http://a-.b.example/",
+            "http://1.2.3.4:80/",
+            "http://example.123/",
         ] {
             let full = url::Url::parse(url)
                 .ok()
