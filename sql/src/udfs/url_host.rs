@@ -33,7 +33,9 @@ pub fn host_of(text: &str) -> Option<String> {
     // scheme and authority; anything unusual goes to the full URL parser.
     if let Some((scheme, rest)) = text.split_once(':') {
         let valid = scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
         if valid {
             let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
             if let (true, Some(after)) = (http, rest.strip_prefix("//")) {
