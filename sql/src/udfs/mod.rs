@@ -33,6 +33,28 @@ pub(crate) fn text_argument(
     Ok(arrow::compute::cast(&array, &arrow::datatypes::DataType::Utf8)?)
 }
 
+/// `f` applied to each non-NULL text of the single string argument of UDF
+/// `name`; NULL in, or `None` out, gives NULL.
+pub(crate) fn map_text(
+    name: &str,
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+    mut f: impl FnMut(&str) -> Option<String>,
+) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+    use arrow::array::{Array, AsArray};
+    let array = text_argument(name, args)?;
+    let texts = array.as_string::<i32>();
+    let mut out = arrow::array::StringBuilder::with_capacity(texts.len(), texts.len() * 32);
+    for i in 0..texts.len() {
+        match texts.is_valid(i).then(|| f(texts.value(i))).flatten() {
+            Some(value) => out.append_value(value),
+            None => out.append_null(),
+        }
+    }
+    Ok(datafusion::logical_expr::ColumnarValue::Array(std::sync::Arc::new(
+        out.finish(),
+    )))
+}
+
 /// The section every llamaflow UDF's documentation is filed under.
 pub(crate) fn doc_section() -> datafusion::logical_expr::DocSection {
     datafusion::logical_expr::DocSection {

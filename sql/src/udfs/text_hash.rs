@@ -7,9 +7,8 @@
 //! hash: the keys only need to be collision-free by chance (2^-128 per pair),
 //! and XXH3 runs at memory speed.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -95,21 +94,15 @@ impl ScalarUDFImpl for TextHash {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let array = super::text_argument(self.name(), &args)?;
-        let texts = array.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(texts.len(), texts.len() * 32);
         let mut scratch = String::new();
-        for i in 0..texts.len() {
-            if texts.is_null(i) {
-                out.append_null();
-            } else if self.normalized {
-                normalize_for_hash(texts.value(i), &mut scratch);
-                out.append_value(hash_hex(&scratch));
+        super::map_text(self.name(), &args, |text| {
+            Some(if self.normalized {
+                normalize_for_hash(text, &mut scratch);
+                hash_hex(&scratch)
             } else {
-                out.append_value(hash_hex(texts.value(i)));
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+                hash_hex(text)
+            })
+        })
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -124,6 +117,7 @@ impl ScalarUDFImpl for TextHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{Array, AsArray};
     use datafusion::prelude::SessionContext;
 
     #[tokio::test]

@@ -2,9 +2,8 @@
 //! → `www.example.com`); NULL for NULL, for text that is not a URL, and for
 //! URLs without a host (`wikipedia:en/Title`, `mailto:`).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -139,16 +138,7 @@ impl ScalarUDFImpl for UrlHost {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let array = super::text_argument(self.name(), &args)?;
-        let urls = array.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(urls.len(), urls.len() * 16);
-        for i in 0..urls.len() {
-            match urls.is_valid(i).then(|| host_of(urls.value(i))).flatten() {
-                Some(host) => out.append_value(host),
-                None => out.append_null(),
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        super::map_text(self.name(), &args, host_of)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -168,7 +168,7 @@ async fn write_signatures(
         let bands = RecordBatch::try_new(
             bands_schema(),
             vec![
-                Arc::new(UInt64Array::from(band_keys.clone())) as ArrayRef,
+                Arc::new(UInt64Array::from_iter_values(band_keys.iter().copied())) as ArrayRef,
                 band_ids.clone(),
                 arrow::compute::take(sources, &take, None)?,
                 arrow::compute::take(ranks, &take, None)?,
