@@ -1,10 +1,13 @@
 //! llamaflow's stage types. Adding a source or filter means adding one module
 //! here and one line to [`registry`].
 
+pub mod archive;
+pub mod budgeted;
 pub mod datasets;
 pub mod dedup;
 pub mod jsonl;
 pub mod read;
+pub mod records;
 pub mod sources;
 pub mod tokenize;
 pub mod tokenizer;
@@ -17,6 +20,9 @@ pub fn registry() -> StageRegistry {
     registry.register(Box::new(sources::c4::C4Factory));
     registry.register(Box::new(sources::github::GithubFactory));
     registry.register(Box::new(sources::wikipedia::WikipediaFactory));
+    registry.register(Box::new(sources::books::BooksFactory));
+    registry.register(Box::new(sources::arxiv::ArxivFactory));
+    registry.register(Box::new(sources::stackexchange::StackExchangeFactory));
     registry.register(Box::new(dedup::DedupFactory));
     registry.register(Box::new(tokenizer::TokenizerFactory));
     registry.register(Box::new(tokenize::TokenizeFactory));

@@ -135,6 +135,34 @@ pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime:
     })
 }
 
+/// Opens `file` as a seekable local file, for formats that keep their index
+/// at the end (7z): a local input is opened in place, anything else is first
+/// copied to an anonymous temporary file, deleted when closed. Must run on a
+/// blocking thread.
+pub fn open_seekable(
+    file: &InputFile,
+    progress: Progress,
+    handle: &tokio::runtime::Handle,
+) -> io::Result<std::fs::File> {
+    let loc = &file.location;
+    let result = handle.block_on(loc.store.get(&loc.path)).map_err(io::Error::other)?;
+    match result.payload {
+        GetResultPayload::File(f, _) => {
+            progress.add_bytes(file.size);
+            Ok(f)
+        }
+        GetResultPayload::Stream(stream) => {
+            let reader = tokio_util::io::StreamReader::new(stream.map_err(io::Error::other));
+            let mut bridge = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone());
+            let mut copy = tempfile::tempfile()?;
+            let n = io::copy(&mut bridge, &mut copy)?;
+            progress.add_bytes(n);
+            io::Seek::rewind(&mut copy)?;
+            Ok(copy)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 
 use std::io::{self, BufRead};
 
+use crate::budgeted::Budgeted;
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
@@ -81,45 +82,6 @@ pub enum DumpItem {
     },
 }
 
-/// A byte budget over a `BufRead`: bytes consumed so far (the decompressed
-/// offset) and an optional limit past which reads fail.
-struct Budgeted<R> {
-    inner: R,
-    consumed: u64,
-    limit: Option<u64>,
-    exceeded: bool,
-}
-
-impl<R: BufRead> io::Read for Budgeted<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Budgeted<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        let allowed = match self.limit {
-            Some(limit) if self.consumed >= limit => {
-                self.exceeded = true;
-                return Err(io::Error::other("page exceeds max_page_bytes"));
-            }
-            Some(limit) => (limit - self.consumed) as usize,
-            None => usize::MAX,
-        };
-        let buf = self.inner.fill_buf()?;
-        Ok(&buf[..buf.len().min(allowed)])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.consumed += n as u64;
-        self.inner.consume(n);
-    }
-}
-
 /// Which field's text is being collected.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Field {
@@ -161,12 +123,7 @@ impl<R: BufRead> DumpReader<R> {
         stream_name: &'static str,
         is_storage_fault: Box<dyn Fn() -> bool + Send>,
     ) -> Self {
-        let budgeted = Budgeted {
-            inner: reader,
-            consumed: 0,
-            limit: None,
-            exceeded: false,
-        };
+        let budgeted = Budgeted::new(reader, "page exceeds max_page_bytes");
         DumpReader {
             xml: Some(xml_reader(budgeted)),
             base: 0,
