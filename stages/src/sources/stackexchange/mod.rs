@@ -292,6 +292,9 @@ fn with_posts_stream<T>(
     let password = sevenz_rust2::Password::empty();
     let mut archive = sevenz_rust2::ArchiveReader::new_with_memory_limit(local, password, MAX_7Z_MEMORY_KIB)
         .map_err(|e| SiteError::Corrupt(format!("not a readable 7z archive: {e}")))?;
+    // Multithreaded LZMA2 decoding runs ahead of the reader and buffers what it
+    // decoded; one thread keeps memory flat, and units give the parallelism.
+    archive.set_thread_count(1);
     let mut read = Some(read);
     let mut result = None;
     archive
