@@ -121,18 +121,18 @@ fn the_sample_corpus_becomes_shards_that_hf_reproduces_and_the_mixture_serves() 
     );
     assert_eq!(
         agree,
-        ["true|true|3"],
-        "c4, github and wikipedia each have train shards"
+        ["true|true|6"],
+        "arxiv, books, c4, github, stackexchange and wikipedia each have train shards"
     );
     assert_hf_parity(&out_root, dedup_rows as usize / 2);
 
-    // The mixture: proportions renormalized over the three sources present, and
+    // The mixture: proportions renormalized over the six sources present, and
     // 10,000 drawn sequences share their tokens in those proportions.
     let out = run(llamaflow().args(["--pipeline", p, "mixture", "--seq-len", "64", "--draw", "10000"]));
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let planned = report["plan"]["sources"].as_array().unwrap();
-    assert_eq!(planned.len(), 3, "{report}");
+    assert_eq!(planned.len(), 6, "{report}");
     let warnings = report["plan"]["warnings"].as_array().unwrap();
     assert!(
         warnings.iter().any(|w| w.as_str().unwrap().contains("commoncrawl")),
@@ -149,7 +149,7 @@ fn the_sample_corpus_becomes_shards_that_hf_reproduces_and_the_mixture_serves() 
     }
     let c4 = planned.iter().find(|s| s["name"] == "c4").unwrap();
     assert!(
-        (c4["proportion"].as_f64().unwrap() - 0.15 / 0.24).abs() < 1e-9,
+        (c4["proportion"].as_f64().unwrap() - 0.15 / 0.33).abs() < 1e-9,
         "{report}"
     );
 
