@@ -210,6 +210,7 @@ impl PaperReader {
         };
         let mut project = TexFiles::new();
         let mut project_bytes: u64 = 0;
+        let mut project_too_large = false;
         let mut failure = Ok(());
         let result = for_each_tar_entry(opened.reader, limits, |item| {
             let step = match item {
@@ -218,27 +219,27 @@ impl PaperReader {
                     let locator = format!("{}#{path}", file.relative);
                     self.push_paper(sink, &locator, arxiv_id_from_name(&path), offset, &bytes)
                 }
+                // Past the cap the project is one quarantined record; the bundle's other members still count.
+                TarItem::File { .. } if project_too_large => Ok(()),
                 TarItem::File { path, offset, bytes } if path.ends_with(".tex") => {
                     project_bytes += bytes.len() as u64;
-                    match decode_book(&bytes) {
-                        Ok(decoded) => {
-                            project.insert(path, decoded.text);
-                            Ok(())
+                    if project_bytes > self.max_paper_bytes {
+                        project_too_large = true;
+                        project.clear();
+                        let reason = format!("the paper's .tex files exceed {} bytes", self.max_paper_bytes);
+                        sink.bad(offset, reason, &path)
+                    } else {
+                        match decode_book(&bytes) {
+                            Ok(decoded) => {
+                                project.insert(path, decoded.text);
+                                Ok(())
+                            }
+                            Err(e) => sink.bad(offset, format!("{path}: {e}"), &path),
                         }
-                        Err(e) => sink.bad(offset, format!("{path}: {e}"), &path),
                     }
                 }
                 TarItem::File { .. } => Ok(()), // figures, styles, .bib: not text of the paper
             };
-            if project_bytes > self.max_paper_bytes {
-                failure = sink.bad(
-                    0,
-                    format!("the paper's .tex files exceed {} bytes", self.max_paper_bytes),
-                    "",
-                );
-                project.clear();
-                return ControlFlow::Break(());
-            }
             match step {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(e) => {

@@ -229,10 +229,17 @@ impl StackExchangeStage {
             })
             .await
             .map_err(|e| StageError::Other(format!("counting the posts of {} failed: {e}", file.display)))?;
-            // A site that cannot be counted is ranked last; reading it later quarantines why.
+            // A site that cannot be counted is ranked last; if it is selected, reading it quarantines why.
             let posts = match posts {
                 Ok(Ok(n)) => n,
-                _ => 0,
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %file.display, "posts could not be counted: {e}");
+                    0
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display, "posts could not be counted: {e}");
+                    0
+                }
             };
             ranked.push((posts, site_name(&file.relative), file.clone()));
         }
