@@ -3,7 +3,7 @@
 
     python3 bench/dedup_minhash.py [--docs 100000] [--scales 1,4,16] [--jobs 2] [--memory-limit 1G]
                                    [--bin target/release/llamaflow] [--datatrove-python /tmp/venv-bench/bin/python]
-                                   [--quality-only] [--peers-only]
+                                   [--quality-only] [--tools llamaflow,datatrove] [--work DIR]
 
 Corpus (deterministic, --seed): the sentences of a real C4 excerpt (the team's
 shared `c4-train.00000-of-01024.head1000.json.gz` when ../shared is there,
@@ -19,8 +19,8 @@ bench/work/dedup/c4/, --docs x scale base documents for each scale.
 Per scale:
   - llamaflow: `run --stages c4` once, untimed (ingest), then timed
     `--jobs J --memory-limit M run --stages near --no-deps --force`, a `dedup`
-    stage in `minhash` mode (exact pass, then MinHash 5-grams, 14 bands x 8 rows,
-    pairs verified at 0.7);
+    stage in `minhash` mode at its defaults (exact pass, then MinHash 5-grams,
+    20 bands x 8 rows, pairs verified at 0.7);
   - datatrove 0.10.1 (run by --datatrove-python): its four MinHash stages with
     MinhashConfig() defaults (5-grams, 14 buckets x 8 hashes) over the same c4
     Parquet files (id and text), each a LocalPipelineExecutor: signatures (J
@@ -43,8 +43,11 @@ minhash_cluster_id. Precision = predicted pairs that are truth pairs / predicted
 pairs; recall = truth pairs whose two documents end in the same cluster / truth
 pairs, also per edit fraction.
 
---quality-only runs 1x only; --peers-only skips llamaflow (datatrove reads
-llamaflow's c4 output when it is there, else Parquet written here from the corpus).
+--quality-only runs 1x only; --tools picks the tools (`--tools datatrove` skips
+llamaflow: datatrove then reads llamaflow's c4 output when it is there, else
+Parquet written here from the corpus; `--tools llamaflow` skips datatrove, for
+scales where it would take hours: about 14 minutes at 1x on 2 cores, 1 hour at
+4x, 4 hours at 16x).
 Needs: `cargo build --release` and, in the datatrove venv,
 `pip install datatrove==0.10.1 pyarrow regex 'xxhash<4' spacy` (English words: spacy.blank("en")).
 """
@@ -65,7 +68,7 @@ sys.path.insert(0, _HERE)
 from c4_ingest import measure, source_lines  # noqa: E402  (the same harness and source text)
 
 ROOT = Path(_HERE).parent
-WORK = ROOT / "bench" / "work" / "dedup"
+WORK = ROOT / "bench" / "work" / "dedup"  # --work changes it
 URL = "https://example.invalid/"
 FRACTIONS = (0.0, 0.01, 0.03, 0.05, 0.10, 0.20)
 THRESHOLD = 0.7  # llamaflow's default; datatrove's 14 x 8 banding has its 50% point near 0.72
@@ -216,7 +219,7 @@ def read_columns(folder: Path, columns):
 
 
 def standin_parquet(corpus_folder: Path, folder: Path):
-    """--peers-only without llamaflow's c4 output: the corpus as Parquet (id = corpus id, url, text)."""
+    """--tools datatrove without llamaflow's c4 output: the corpus as Parquet (id = corpus id, url, text)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     shutil.rmtree(folder, ignore_errors=True)
@@ -284,24 +287,25 @@ def run_scale(args, lines, scale, evaluate):
     base = [str(args.bin), "--pipeline", str(pipeline), "--quiet", "--jobs", str(args.jobs)]
 
     results = {}
-    if not args.peers_only:
+    if "llamaflow" in args.tools:
         subprocess.run(base + ["run", "--stages", "c4"], check=True, stdout=subprocess.DEVNULL)
         results["llamaflow"] = measure(base + ["--memory-limit", args.memory_limit,
                                                "run", "--stages", "near", "--no-deps", "--force"])
     c4_folder = out / "datasets" / "c4"
     if not parquet_files(c4_folder):
-        if not args.peers_only:
+        if "llamaflow" in args.tools:
             raise SystemExit(f"no Parquet in {c4_folder} after the c4 stage")
         c4_folder = WORK / "peers-c4"
         if not parquet_files(c4_folder):
             standin_parquet(corpus_folder, c4_folder)
         print(f"  datatrove reads Parquet written here ({c4_folder}), not llamaflow's c4 output", flush=True)
-    files = parquet_files(c4_folder)
-    paths_file = WORK / "datatrove-paths.txt"
-    paths_file.write_text("".join(f"{f.relative_to(c4_folder)}\n" for f in files))
-    shutil.rmtree(dt_work, ignore_errors=True)
-    results["datatrove"] = measure([args.datatrove_python, "-c", DATATROVE_PEER, str(c4_folder), str(paths_file),
-                                    str(dt_work), str(args.jobs)])
+    if "datatrove" in args.tools:
+        files = parquet_files(c4_folder)
+        paths_file = WORK / "datatrove-paths.txt"
+        paths_file.write_text("".join(f"{f.relative_to(c4_folder)}\n" for f in files))
+        shutil.rmtree(dt_work, ignore_errors=True)
+        results["datatrove"] = measure([args.datatrove_python, "-c", DATATROVE_PEER, str(c4_folder),
+                                        str(paths_file), str(dt_work), str(args.jobs)])
 
     rows = []
     for tool, (wall, cpu, rss) in results.items():
@@ -316,13 +320,15 @@ def run_scale(args, lines, scale, evaluate):
         corpus_id = {i: u.removeprefix(URL) for i, u in read_columns(c4_folder, ["id", "url"])}
         if "llamaflow" in results:
             scores["llamaflow"] = quality(llamaflow_pairs(out, corpus_id), planted)
-        scores["datatrove"] = quality(datatrove_pairs(dt_work, corpus_id), planted)
+        if "datatrove" in results:
+            scores["datatrove"] = quality(datatrove_pairs(dt_work, corpus_id), planted)
         for tool, q in scores.items():
             print(f"  {tool} quality: {json.dumps({k: v for k, v in q.items() if k != 'by_fraction'})}", flush=True)
     return rows, scores
 
 
 def main():
+    global WORK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=100_000, help="base documents at 1x (plus 10%% near copies)")
     ap.add_argument("--scales", default="1,4,16", help="comma-separated multiples of --docs")
@@ -332,10 +338,15 @@ def main():
     ap.add_argument("--datatrove-python", default="/tmp/venv-bench/bin/python", help="a python with datatrove 0.10.1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quality-only", action="store_true", help="1x only (speed and quality)")
-    ap.add_argument("--peers-only", action="store_true", help="datatrove only (no llamaflow binary needed)")
+    ap.add_argument("--work", type=Path, default=WORK, help="scratch folder (corpus, outputs)")
+    ap.add_argument("--tools", default="llamaflow,datatrove", help="comma-separated: llamaflow, datatrove")
     args = ap.parse_args()
+    args.tools = set(args.tools.split(","))
+    if not args.tools or not args.tools <= {"llamaflow", "datatrove"}:
+        raise SystemExit("--tools: llamaflow and/or datatrove")
     args.bin = args.bin.resolve()
     scales = [1] if args.quality_only else [int(s) for s in args.scales.split(",")]
+    WORK = args.work.resolve()
     WORK.mkdir(parents=True, exist_ok=True)
     os.chdir(WORK)  # the children's cwd (and sys.path[0] for `python -c`)
     src, lines = source_lines()

@@ -82,7 +82,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         "the ledger's runs"
     );
     assert_eq!(lines[5]["n"], 1, "the tokenize stage's one unit");
-    assert_eq!(lines[6]["n"], 12, "every stage of the sample pipeline");
+    assert_eq!(lines[6]["n"], 13, "every stage of the sample pipeline");
 
     // A file of statements, and the table format's row limit.
     let file = dir.path().join("q.sql");
@@ -117,7 +117,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(r#""source":"github","documents":355"#), "{stdout}");
+    assert!(stdout.contains(r#""source":"github","documents":354"#), "{stdout}");
     assert!(stdout.contains(r#""host":""#), "{stdout}");
     // token_budget agrees with `llamaflow mixture`'s plan.
     let out = sql(p, &["--format", "ndjson", "--query", "token_budget"]);

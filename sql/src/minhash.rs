@@ -10,8 +10,8 @@
 //! sets. The `a_i, b_i` come from a fixed seed: signatures made anywhere, in
 //! any run, are comparable.
 
-/// Slots of a default signature: datatrove's 14 bands × 8 rows.
-pub const DEFAULT_PERMUTATIONS: usize = 112;
+/// Slots of a default signature: the `dedup` stage's 20 bands × 8 rows.
+pub const DEFAULT_PERMUTATIONS: usize = 160;
 /// Words per shingle by default (datatrove's word 5-grams).
 pub const DEFAULT_NGRAM: usize = 5;
 /// Most slots a signature may have (a bound for user-given arguments).

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -16,6 +16,9 @@ pub enum SessionError {
     #[error("cannot build the DataFusion runtime: {0}")]
     Runtime(#[from] datafusion::error::DataFusionError),
 }
+
+/// How many of the largest memory consumers an out-of-memory error names.
+const TOP_CONSUMERS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(5).expect("5 is not zero");
 
 /// Settings for a DataFusion session: parallelism, memory and the UDFs to expose.
 #[derive(Debug, Clone)]
@@ -70,7 +73,9 @@ impl SessionBuilder {
             .with_information_schema(true);
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = self.memory_limit {
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+            // Tracked: a query over the limit names the operators holding the memory.
+            let pool = TrackConsumersPool::new(FairSpillPool::new(limit), TOP_CONSUMERS);
+            runtime = runtime.with_memory_pool(Arc::new(pool));
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         self.udfs.register_into(&ctx);

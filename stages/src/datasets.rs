@@ -61,3 +61,16 @@ pub async fn read_datasets(
     }
     all.ok_or_else(|| StageError::Other("the stage has no input documents".into()))
 }
+
+/// The output schema a stage's `columns` setting names: `document` (the core
+/// columns) or a source type whose columns every input has.
+pub fn columns_schema(columns: &str) -> Option<arrow::datatypes::SchemaRef> {
+    use crate::sources;
+    Some(match columns {
+        "document" => llamaflow_pipeline::document::document_schema(Vec::new()),
+        "c4" => sources::c4::c4_schema(),
+        "github" => sources::github::github_schema(),
+        "wikipedia" => sources::wikipedia::wikipedia_schema(),
+        _ => return None,
+    })
+}

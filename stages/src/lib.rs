@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod budgeted;
+pub mod c4_filter;
 pub mod datasets;
 pub mod dedup;
 pub mod jsonl;
@@ -23,6 +24,7 @@ pub fn registry() -> StageRegistry {
     registry.register(Box::new(sources::books::BooksFactory));
     registry.register(Box::new(sources::arxiv::ArxivFactory));
     registry.register(Box::new(sources::stackexchange::StackExchangeFactory));
+    registry.register(Box::new(c4_filter::C4FilterFactory));
     registry.register(Box::new(dedup::DedupFactory));
     registry.register(Box::new(tokenizer::TokenizerFactory));
     registry.register(Box::new(tokenize::TokenizeFactory));

@@ -1,6 +1,6 @@
 //! `minhash(text [, permutations [, ngram]])`: the MinHash signature of a text
 //! (see [`crate::minhash`]), a list of `permutations` UInt64 slots (default
-//! 112, datatrove's 14 bands × 8 rows) over word `ngram`-grams (default 5).
+//! 160, the `dedup` stage's 20 bands × 8 rows) over word `ngram`-grams (default 5).
 //! Compare two with `minhash_jaccard`.
 
 use std::sync::{Arc, LazyLock};
@@ -46,7 +46,7 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("text", "The text (any string type); NULL gives NULL.")
     .with_argument(
         "permutations",
-        "Slots of the signature, a constant 1..4096 (default 112: 14 bands × 8 rows, as datatrove).",
+        "Slots of the signature, a constant 1..4096 (default 160: the `dedup` stage's 20 bands × 8 rows).",
     )
     .with_argument("ngram", "Words per shingle, a constant ≥ 1 (default 5).")
     .with_sql_example("SELECT minhash_jaccard(minhash(a.text), minhash(b.text)) FROM c4 a, c4 b LIMIT 1;")

@@ -12,15 +12,17 @@
 //! Two passes. The first is a DataFusion query over keys only (the text is
 //! hashed before the sort): a window partitioned by key and ordered by
 //! (priority, source, id), whose sort spills under the session's memory pool
-//! (`--memory-limit`). The second streams the documents again and drops the
-//! removed ids, held in memory (16 bytes each plus the set's overhead: memory
-//! follows the number of duplicates, not the corpus). Outputs: the kept documents; `removed` (`<stage>__removed`: id,
-//! kept_id, similarity, rule), so SQL can say why a document is gone; `index`
-//! (`<stage>__index`: the key of every kept document), for later incremental
-//! runs against the existing corpus.
+//! (`--memory-limit`). The second streams the documents again through a
+//! DataFusion anti-join against the removed ids ([`RemovedIds`], scratch
+//! Parquet on the join's build side, charged to the same pool): memory
+//! follows the number of duplicates, never the corpus. Outputs: the kept
+//! documents; `removed` (`<stage>__removed`: id, kept_id, similarity, rule),
+//! so SQL can say why a document is gone; `index` (`<stage>__index`: the key
+//! of every kept document), for later incremental runs against the existing
+//! corpus.
 //!
-//! `mode = "minhash"` adds near-duplicates after the exact pass (see
-//! [`near`]): MinHash signatures over word n-grams, LSH bands, candidate pairs
+//! `mode = "minhash"` adds near-duplicates among the documents the exact pass
+//! kept (see [`near`]): MinHash signatures over word n-grams, LSH bands, candidate pairs
 //! verified by their estimated Jaccard similarity, clusters by connected
 //! components, one document kept per cluster by the same stable order; the
 //! band keys join `index`, the dropped documents `removed` (rule
@@ -30,10 +32,11 @@
 
 mod components;
 mod near;
+mod removed_ids;
 
 pub use near::MinHashSettings;
+use removed_ids::RemovedIds;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, Float64Array, RecordBatch, StringArray};
@@ -42,7 +45,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
-use llamaflow_pipeline::document::document_schema;
 use llamaflow_pipeline::inputs::InputFile;
 use llamaflow_pipeline::{
     ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
@@ -98,7 +100,7 @@ pub struct DedupConfig {
     /// `minhash`: words per shingle (default 5).
     #[serde(default)]
     pub ngram: Option<usize>,
-    /// `minhash`: LSH bands (default 14).
+    /// `minhash`: LSH bands (default 20).
     #[serde(default)]
     pub bands: Option<usize>,
     /// `minhash`: signature slots per band (default 8).
@@ -160,7 +162,7 @@ impl StageFactory for DedupFactory {
             .columns
             .clone()
             .unwrap_or_else(|| if github { "github" } else { "document" }.to_string());
-        let schema = output_schema(&columns).ok_or_else(|| ParamError {
+        let schema = crate::datasets::columns_schema(&columns).ok_or_else(|| ParamError {
             key: Some("columns".into()),
             message: format!("`{columns}` is not `document` or a source type (`c4`, `github`, `wikipedia`)"),
         })?;
@@ -211,18 +213,6 @@ fn minhash_settings(config: &DedupConfig, books: bool) -> Result<MinHashSettings
     Ok(settings)
 }
 
-/// The output schema for a `columns` setting.
-fn output_schema(columns: &str) -> Option<SchemaRef> {
-    use crate::sources;
-    Some(match columns {
-        "document" => document_schema(Vec::new()),
-        "c4" => sources::c4::c4_schema(),
-        "github" => sources::github::github_schema(),
-        "wikipedia" => sources::wikipedia::wikipedia_schema(),
-        _ => return None,
-    })
-}
-
 /// The `removed` output: why each dropped document went.
 pub fn removed_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -268,14 +258,15 @@ impl DedupStage {
 
     /// Pass 1, over keys only (the text is hashed before the sort, so the sort
     /// holds ids and keys, never texts): decides which documents go, writes
-    /// `index` and `removed`, and returns the removed ids.
+    /// `index` and `removed`, and adds the removed ids to `removed_ids`.
     async fn decide(
         &self,
         session: &SessionContext,
         table: &str,
+        removed_ids: &mut RemovedIds,
         ctx: &mut UnitContext,
         counts: &mut UnitCounts,
-    ) -> Result<HashSet<u128>, StageError> {
+    ) -> Result<(), StageError> {
         let hash = if self.normalize {
             "normalized_text_hash"
         } else {
@@ -290,7 +281,6 @@ impl DedupStage {
             priority = self.priority_sql(),
         );
         let mut stream = session.sql(&sql).await?.execute_stream().await?;
-        let mut removed_ids = HashSet::new();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             counts.rows_in += batch.num_rows() as u64;
@@ -319,7 +309,7 @@ impl DedupStage {
             }
             *counts.filtered.entry(EXACT.to_string()).or_default() += n as u64;
             let ids = cast_utf8(removed.column(0))?;
-            removed_ids.extend(ids.as_string::<i32>().iter().map(|id| id_key(id.unwrap_or(""))));
+            removed_ids.add(&ids)?;
             let removed = RecordBatch::try_new(
                 removed_schema(),
                 vec![
@@ -331,48 +321,52 @@ impl DedupStage {
             )?;
             ctx.write_named("removed", &removed).await?;
         }
-        Ok(removed_ids)
+        removed_ids.seal(session).await
     }
 
     /// The exact pass, then (in `minhash` mode) the near-duplicate pass over
-    /// the documents the exact pass kept; returns every removed id.
+    /// the documents the exact pass kept; every removed id ends in `removed_ids`.
     async fn decide_all(
         &self,
         session: &SessionContext,
         table: &str,
+        removed_ids: &mut RemovedIds,
         ctx: &mut UnitContext,
         counts: &mut UnitCounts,
-    ) -> Result<HashSet<u128>, StageError> {
-        let mut removed = self.decide(session, table, ctx, counts).await?;
+    ) -> Result<(), StageError> {
+        self.decide(session, table, removed_ids, ctx, counts).await?;
         let Some(settings) = &self.near else {
-            return Ok(removed);
+            return Ok(());
         };
-        let found = near::find_near_duplicates(session, table, &self.priority_sql(), settings, ctx).await?;
+        let survivors = format!("dedup_exact_kept_{}", ctx.stage);
+        let frame = session
+            .sql(&removed_ids.without_removed(table, "d.id, d.source, d.text"))
+            .await?;
+        session.register_table(survivors.as_str(), frame.into_view())?;
+        let found = near::find_near_duplicates(session, &survivors, &self.priority_sql(), settings, ctx).await;
+        let _ = session.deregister_table(survivors.as_str());
+        let found = found?;
         tracing::info!(
             stage = %ctx.stage,
             candidates = found.candidates,
             verified = found.verified,
             "MinHash candidate pairs"
         );
-        // An exact copy has its twin's signature, so it is in its twin's
-        // cluster too; it stays recorded as an exact duplicate.
-        let near: Vec<_> = found
-            .removals
-            .into_iter()
-            .filter(|r| !removed.contains(&id_key(&r.id)))
-            .collect();
+        let near = found.removals;
         if near.is_empty() {
-            return Ok(removed);
+            return Ok(());
         }
         let n = near.len();
         counts.kept -= n as u64;
         *counts.filtered.entry(NEAR.to_string()).or_default() += n as u64;
-        removed.extend(near.iter().map(|r| id_key(&r.id)));
         for chunk in near.chunks(8192) {
+            let ids: arrow::array::ArrayRef =
+                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.id.as_str())));
+            removed_ids.add(&ids)?;
             let batch = RecordBatch::try_new(
                 removed_schema(),
                 vec![
-                    Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.id.as_str()))),
+                    ids,
                     Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.kept_id.as_str()))),
                     Arc::new(Float64Array::from_iter_values(chunk.iter().map(|r| r.similarity))),
                     Arc::new(StringArray::from(vec![NEAR; chunk.len()])),
@@ -380,7 +374,7 @@ impl DedupStage {
             )?;
             ctx.write_named("removed", &batch).await?;
         }
-        Ok(removed)
+        removed_ids.seal(session).await
     }
 
     /// Every input dataset, read with DataFusion and cut to the output's columns, as one frame.
@@ -417,28 +411,14 @@ impl Stage for DedupStage {
         let mut counts = UnitCounts::default();
         // Named after the stage: two dedup stages may run at once in the shared session.
         let table = format!("dedup_documents_{}", ctx.stage);
-        session.register_table(table.as_str(), docs.clone().into_view())?;
-        let decided = self.decide_all(&session, &table, ctx, &mut counts).await;
+        session.register_table(table.as_str(), docs.into_view())?;
+        let mut removed_ids = RemovedIds::new(format!("dedup_removed_{}", ctx.stage))?;
+        let written = self
+            .write_kept(&session, &table, &mut removed_ids, ctx, &mut counts)
+            .await;
+        removed_ids.drop_table(&session);
         let _ = session.deregister_table(table.as_str());
-        let removed = decided?;
-        // Pass 2: the documents again, minus the removed ones.
-        let mut stream = docs.execute_stream().await?;
-        let mut written = 0u64;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let ids = batch
-                .column_by_name("id")
-                .ok_or_else(|| StageError::Other("dedup input without an `id` column".into()))?
-                .as_string::<i32>();
-            let keep: BooleanArray = ids
-                .iter()
-                .map(|id| Some(!removed.contains(&id_key(id.unwrap_or("")))))
-                .collect();
-            let kept = filter_record_batch(&batch, &keep)?;
-            written += kept.num_rows() as u64;
-            ctx.write(&RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())?)
-                .await?;
-        }
+        let written = written?;
         if written != counts.kept {
             return Err(StageError::Other(format!(
                 "the inputs changed during dedup: {written} documents written, {} expected (duplicate ids?)",
@@ -449,9 +429,31 @@ impl Stage for DedupStage {
     }
 }
 
-/// The in-memory key of a document id (16 bytes whatever the id's form).
-fn id_key(id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+impl DedupStage {
+    /// Decides, then pass 2: the documents again, minus the removed ones; returns how many were written.
+    async fn write_kept(
+        &self,
+        session: &SessionContext,
+        table: &str,
+        removed_ids: &mut RemovedIds,
+        ctx: &mut UnitContext,
+        counts: &mut UnitCounts,
+    ) -> Result<u64, StageError> {
+        self.decide_all(session, table, removed_ids, ctx, counts).await?;
+        let mut stream = session
+            .sql(&removed_ids.without_removed(table, "d.*"))
+            .await?
+            .execute_stream()
+            .await?;
+        let mut written = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            written += batch.num_rows() as u64;
+            ctx.write(&RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?)
+                .await?;
+        }
+        Ok(written)
+    }
 }
 
 fn cast_utf8(array: &arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef, StageError> {
@@ -504,7 +506,7 @@ mod tests {
         let config: DedupConfig = toml::from_str("preset = \"books\"").unwrap();
         let settings = minhash_settings(&config, true).unwrap();
         assert_eq!(settings.threshold, 0.9);
-        assert_eq!((settings.bands, settings.rows, settings.ngram), (14, 8, 5));
+        assert_eq!((settings.bands, settings.rows, settings.ngram), (20, 8, 5));
         assert!(stage("preset = \"books\"").is_ok());
     }
 
@@ -513,7 +515,7 @@ mod tests {
         let s = DedupStage {
             normalize: true,
             priority: vec!["c4".into(), "o'brien".into()],
-            schema: document_schema(Vec::new()),
+            schema: llamaflow_pipeline::document::document_schema(Vec::new()),
             near: None,
         };
         assert_eq!(
