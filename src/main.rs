@@ -11,6 +11,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc's `mi_option_purge_delay` (v3's option enum; the `mimalloc` crate
+/// builds v3 by default).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+unsafe extern "C" {
+    /// mimalloc's option setter, linked in with the allocator.
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// Under `--memory-limit`, memory freed goes back to the OS at once. mimalloc
+/// otherwise delays purging until the freeing thread allocates again, so
+/// threads that went idle keep their freed pages: on a 4x MinHash dedup under
+/// a 512M limit, peak RSS was 919 MiB with the default and 500 MiB with this.
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets a process-wide allocator option (an integer) by its
+    // documented id; mimalloc reads options at each purge decision, so
+    // setting one after start-up is supported.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -141,6 +161,9 @@ fn init_logging(global: &GlobalArgs) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
+    if cli.global.memory_limit.is_some() {
+        purge_freed_memory_at_once();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
