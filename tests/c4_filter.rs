@@ -23,10 +23,6 @@ columns = "c4"
 
 const GOOD: &str = "This sentence is long enough and it ends properly.";
 
-fn c4_line(text: &str, url: &str) -> String {
-    serde_json::json!({"text": text, "url": url, "timestamp": "2019-04-25T12:00:00Z"}).to_string()
-}
-
 fn five_good() -> Vec<&'static str> {
     vec![GOOD; 5]
 }

@@ -34,10 +34,6 @@ type = "dedup"
 inputs = ["c4", "github_dedup", "wikipedia"]
 "#;
 
-fn c4_line(text: &str, url: &str) -> String {
-    serde_json::json!({"text": text, "url": url, "timestamp": "2019-04-25T12:00:00Z"}).to_string()
-}
-
 fn gh_line(repo: &str, path: &str, content: &str) -> String {
     serde_json::json!({"repo_name": repo, "path": path, "license": "MIT", "content": content}).to_string()
 }

@@ -156,3 +156,8 @@ pub fn tar_bytes(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
     }
     builder.into_inner().unwrap()
 }
+
+/// One C4 JSON line (`text`, `url`, a fixed `timestamp`).
+pub fn c4_line(text: &str, url: &str) -> String {
+    serde_json::json!({"text": text, "url": url, "timestamp": "2019-04-25T12:00:00Z"}).to_string()
+}

@@ -377,6 +377,31 @@ impl DedupStage {
         removed_ids.seal(session).await
     }
 
+    /// Decides, then pass 2: the documents again, minus the removed ones; returns how many were written.
+    async fn write_kept(
+        &self,
+        session: &SessionContext,
+        table: &str,
+        removed_ids: &mut RemovedIds,
+        ctx: &mut UnitContext,
+        counts: &mut UnitCounts,
+    ) -> Result<u64, StageError> {
+        self.decide_all(session, table, removed_ids, ctx, counts).await?;
+        let mut stream = session
+            .sql(&removed_ids.without_removed(table, "d.*"))
+            .await?
+            .execute_stream()
+            .await?;
+        let mut written = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            written += batch.num_rows() as u64;
+            ctx.write(&RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?)
+                .await?;
+        }
+        Ok(written)
+    }
+
     /// Every input dataset, read with DataFusion and cut to the output's columns, as one frame.
     async fn documents(&self, files: &[InputFile], session: &SessionContext) -> Result<DataFrame, StageError> {
         let fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -426,33 +451,6 @@ impl Stage for DedupStage {
             )));
         }
         Ok(counts)
-    }
-}
-
-impl DedupStage {
-    /// Decides, then pass 2: the documents again, minus the removed ones; returns how many were written.
-    async fn write_kept(
-        &self,
-        session: &SessionContext,
-        table: &str,
-        removed_ids: &mut RemovedIds,
-        ctx: &mut UnitContext,
-        counts: &mut UnitCounts,
-    ) -> Result<u64, StageError> {
-        self.decide_all(session, table, removed_ids, ctx, counts).await?;
-        let mut stream = session
-            .sql(&removed_ids.without_removed(table, "d.*"))
-            .await?
-            .execute_stream()
-            .await?;
-        let mut written = 0u64;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            written += batch.num_rows() as u64;
-            ctx.write(&RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?)
-                .await?;
-        }
-        Ok(written)
     }
 }
 
