@@ -96,6 +96,10 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Query every dataset of the output root with SQL (read-only).
     Sql(cli::sql::SqlArgs),
+    /// LLaMA configs and checkpoints: info, init, export-hf, import-hf.
+    Model(cli::model::ModelArgs),
+    /// Continue a prompt with a checkpoint (greedy, or sampled with --temperature/--top-p).
+    Generate(cli::generate::GenerateArgs),
 }
 
 fn parse_bytes(text: &str) -> Result<usize, String> {
@@ -181,6 +185,8 @@ fn main() -> ExitCode {
             Command::Mixture(args) => cli::mixture::mixture(&cli.global, args).await,
             Command::Export(args) => cli::export::export(&cli.global, args),
             Command::Sql(args) => cli::sql::sql(&cli.global, args).await,
+            Command::Model(args) => cli::model::model(args),
+            Command::Generate(args) => cli::generate::generate(args),
         }
     });
     match result {

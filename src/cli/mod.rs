@@ -1,8 +1,10 @@
 //! One module per subcommand, plus what they share.
 
 pub mod export;
+pub mod generate;
 pub mod graph;
 pub mod mixture;
+pub mod model;
 pub mod run;
 pub mod sql;
 pub mod status;

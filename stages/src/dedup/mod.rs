@@ -431,7 +431,16 @@ impl Stage for DedupStage {
     }
 
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
-        let session = ctx.session.clone();
+        // A copy of the session's state (same catalog and memory pool) whose
+        // anti-joins collect the removed ids once and stream each partition of
+        // documents straight through them: in the partitioned mode the
+        // documents, texts included, would be repartitioned by id first, and
+        // the repartition buffers them while the writer lags.
+        let mut state = ctx.session.state();
+        let optimizer = &mut state.config_mut().options_mut().optimizer;
+        optimizer.hash_join_single_partition_threshold = 64 << 20;
+        optimizer.hash_join_single_partition_threshold_rows = 4 << 20;
+        let session = SessionContext::new_with_state(state);
         let docs = self.documents(&unit.files, &session).await?;
         let mut counts = UnitCounts::default();
         // Named after the stage: two dedup stages may run at once in the shared session.
