@@ -19,7 +19,7 @@ pub enum ModelError {
     InvalidConfig(String),
 
     /// A file could not be read or written.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -29,7 +29,7 @@ pub enum ModelError {
     },
 
     /// A JSON file could not be parsed or written.
-    #[error("JSON error in {path}: {source}")]
+    #[error("JSON error in {path}")]
     Json {
         /// The JSON file involved.
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum ModelError {
     },
 
     /// A safetensors file is malformed or could not be written.
-    #[error("safetensors error in {path}: {source}")]
+    #[error("safetensors error in {path}")]
     SafeTensors {
         /// The safetensors file involved.
         path: PathBuf,
@@ -100,7 +100,7 @@ pub enum ModelError {
     },
 
     /// Burn's recorder failed to save or load a native checkpoint.
-    #[error("checkpoint recorder error in {path}: {source}")]
+    #[error("checkpoint recorder error in {path}")]
     Recorder {
         /// The checkpoint file involved.
         path: PathBuf,
