@@ -70,17 +70,13 @@ pub fn load<B: Backend>(config: &LlamaConfig, dir: &Path, device: &B::Device) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{TestBackend, lock_rng};
+    use crate::test_support::{TestBackend, seeded_tiny};
     use burn::tensor::{Int, Tensor, TensorData};
 
     #[test]
     fn save_load_round_trip_preserves_logits() {
-        let config = LlamaConfig::preset("tiny").unwrap();
+        let (config, model) = seeded_tiny(9);
         let device = Default::default();
-        let model = {
-            let _rng = lock_rng();
-            config.init_seeded::<TestBackend>(&device, 9)
-        };
         let dir = tempfile::tempdir().unwrap();
         save(&model, &config, dir.path()).unwrap();
         assert_eq!(load_config(dir.path()).unwrap(), config);

@@ -497,7 +497,7 @@ pub fn import_hf<B: Backend>(dir: &Path, device: &B::Device) -> Result<(LlamaCon
 mod tests {
     use super::*;
     use crate::rope::RotaryEmbedding;
-    use crate::test_support::{TestBackend, lock_rng};
+    use crate::test_support::{TestBackend, lock_rng, seeded_tiny};
     use burn::tensor::{Distribution, Int};
 
     #[test]
@@ -559,12 +559,8 @@ mod tests {
 
     #[test]
     fn export_import_round_trip_is_bit_identical() {
-        let config = LlamaConfig::preset("tiny").unwrap();
+        let (config, model) = seeded_tiny(5);
         let device = Default::default();
-        let model = {
-            let _rng = lock_rng();
-            config.init_seeded::<TestBackend>(&device, 5)
-        };
         let dir = tempfile::tempdir().unwrap();
         export_hf(&model, &config, dir.path()).unwrap();
         let (imported_config, imported) = import_hf::<TestBackend>(dir.path(), &device).unwrap();
@@ -592,12 +588,8 @@ mod tests {
 
     #[test]
     fn import_reads_a_sharded_checkpoint() {
-        let config = LlamaConfig::preset("tiny").unwrap();
+        let (config, model) = seeded_tiny(13);
         let device = Default::default();
-        let model = {
-            let _rng = lock_rng();
-            config.init_seeded::<TestBackend>(&device, 13)
-        };
         let dir = tempfile::tempdir().unwrap();
         export_hf(&model, &config, dir.path()).unwrap();
 

@@ -40,4 +40,12 @@ pub(crate) mod test_support {
     pub fn lock_rng() -> MutexGuard<'static, ()> {
         RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The `tiny` config and a model drawn from it with `seed`, under the RNG lock.
+    pub fn seeded_tiny(seed: u64) -> (crate::LlamaConfig, crate::Llama<TestBackend>) {
+        let config = crate::LlamaConfig::preset("tiny").expect("tiny is a preset");
+        let _rng = lock_rng();
+        let model = config.init_seeded::<TestBackend>(&Default::default(), seed);
+        (config, model)
+    }
 }

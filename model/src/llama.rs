@@ -141,7 +141,7 @@ fn dims<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{TestBackend, lock_rng};
+    use crate::test_support::{TestBackend, lock_rng, seeded_tiny};
     use burn::tensor::TensorData;
 
     fn tokens(ids: &[i64]) -> Tensor<TestBackend, 2, Int> {
@@ -150,11 +150,7 @@ mod tests {
 
     #[test]
     fn forward_shape_and_param_count_match_config() {
-        let config = LlamaConfig::preset("tiny").unwrap();
-        let model = {
-            let _rng = lock_rng();
-            config.init_seeded::<TestBackend>(&Default::default(), 1)
-        };
+        let (config, model) = seeded_tiny(1);
         assert_eq!(model.num_params() as u64, config.parameter_count());
         model.check_shapes(&config).unwrap();
         assert_eq!(model.forward(tokens(&[1, 2, 3])).dims(), [1, 3, config.vocab_size]);
@@ -177,11 +173,7 @@ mod tests {
 
     #[test]
     fn later_tokens_do_not_change_earlier_logits() {
-        let config = LlamaConfig::preset("tiny").unwrap();
-        let model = {
-            let _rng = lock_rng();
-            config.init_seeded::<TestBackend>(&Default::default(), 3)
-        };
+        let (config, model) = seeded_tiny(3);
         let a = model
             .forward(tokens(&[10, 20, 30, 40, 50]))
             .into_data()
