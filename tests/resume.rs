@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 
 /// Enough input that a one-job run takes seconds, so it can be caught mid-stage.
@@ -68,17 +66,7 @@ fn killed_run_resumes_to_the_same_documents() {
         ])
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while commits(&victim) < 3 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run finished before it could be killed: make the inputs bigger"
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "no unit committed in 120 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_when(&mut child, 120, "three committed units", || commits(&victim) >= 3);
     let committed_at_kill = commits(&victim);
     assert!(committed_at_kill < files, "every unit was committed before the kill");
 

@@ -104,11 +104,22 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
     let p = pipeline.to_str().unwrap();
     let root = format!("s3://{BUCKET}/runs/sample");
 
-    // The server may need a moment after opening its port before the bucket exists.
+    // The server may need a moment after opening its port before the bucket exists. Every stage up
+    // to `tokenize`: `train` memory-maps its shards, so it needs a local output root (checked
+    // below: it says so).
     let start = Instant::now();
     let out = loop {
         let out = run(with_s3_env(
-            llamaflow().args(["--pipeline", p, "--quiet", "--output", &root, "run"]),
+            llamaflow().args([
+                "--pipeline",
+                p,
+                "--quiet",
+                "--output",
+                &root,
+                "run",
+                "--until",
+                "tokenize",
+            ]),
             server.port,
         ));
         if out.status.success() || start.elapsed() > Duration::from_secs(60) {
@@ -120,7 +131,16 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("2/0/2"), "{}", text(&out));
 
     let out = run(with_s3_env(
-        llamaflow().args(["--pipeline", p, "--quiet", "--output", &root, "run"]),
+        llamaflow().args([
+            "--pipeline",
+            p,
+            "--quiet",
+            "--output",
+            &root,
+            "run",
+            "--until",
+            "tokenize",
+        ]),
         server.port,
     ));
     assert!(out.status.success(), "{}", text(&out));
@@ -174,4 +194,25 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
     let py = Command::new("python3").args(["-c", &script]).output().unwrap();
     assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
     assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "2 1");
+
+    // Training memory-maps its shards: on an S3 root it stops and says why.
+    let out = run(with_s3_env(
+        llamaflow().args([
+            "--pipeline",
+            p,
+            "--quiet",
+            "--output",
+            &root,
+            "run",
+            "--stages",
+            "train",
+        ]),
+        server.port,
+    ));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the output root must be a local folder"),
+        "{}",
+        text(&out)
+    );
 }

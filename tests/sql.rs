@@ -82,7 +82,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         "the ledger's runs"
     );
     assert_eq!(lines[5]["n"], 1, "the tokenize stage's one unit");
-    assert_eq!(lines[6]["n"], 13, "every stage of the sample pipeline");
+    assert_eq!(lines[6]["n"], 14, "every stage of the sample pipeline");
 
     // A file of statements, and the table format's row limit.
     let file = dir.path().join("q.sql");

@@ -330,20 +330,7 @@ fn a_killed_tokenize_run_resumes_to_the_same_shards() {
         ])
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while commits() < 2 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run finished before it could be killed"
-        );
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "no unit committed in 120 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_when(&mut child, 120, "two committed units", || commits() >= 2);
     assert!(commits() < files, "every unit was committed before the kill");
     let out = run(llamaflow().args(["--pipeline", p, "--quiet", "--output", victim.to_str().unwrap(), "run"]));
     assert!(out.status.success(), "{}", text(&out));

@@ -99,6 +99,21 @@ pub enum ModelError {
         reason: String,
     },
 
+    /// A training batch cannot be built or used.
+    #[error("invalid training batch: {0}")]
+    InvalidBatch(String),
+
+    /// Training produced a non-finite value: the step (or the checkpoint) was not written.
+    #[error("non-finite {what} ({value}) at step {step}: training stopped (lower the learning rate or check the data)")]
+    NonFinite {
+        /// The optimiser step that produced it (1-based).
+        step: u64,
+        /// `loss`, `gradient norm` or `weights`.
+        what: &'static str,
+        /// The value.
+        value: f64,
+    },
+
     /// Burn's recorder failed to save or load a native checkpoint.
     #[error("checkpoint recorder error in {path}")]
     Recorder {

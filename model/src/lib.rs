@@ -14,6 +14,7 @@ mod init;
 mod llama;
 mod norm;
 mod rope;
+pub mod train;
 
 pub use attention::{Attention, causal_mask};
 pub use block::TransformerBlock;

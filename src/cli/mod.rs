@@ -5,6 +5,7 @@ pub mod generate;
 pub mod graph;
 pub mod mixture;
 pub mod model;
+pub mod model_bench;
 pub mod run;
 pub mod sql;
 pub mod status;

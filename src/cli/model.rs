@@ -53,6 +53,8 @@ enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time training steps of a config on random tokens (CPU), printed as JSON.
+    Bench(super::model_bench::BenchArgs),
     /// Convert a Hugging Face LLaMA checkpoint (safetensors) to ours.
     ImportHf {
         /// The Hugging Face folder (config.json and model.safetensors or its index).
@@ -69,6 +71,7 @@ pub fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
     let device = Default::default();
     match args.command {
         ModelCommand::Info { config, seq_len } => info(&config, seq_len),
+        ModelCommand::Bench(bench) => super::model_bench::bench(bench),
         ModelCommand::Init { config, out, seed } => {
             let config = LlamaConfig::preset(&config)?;
             write_folder(&out, |tmp| {

@@ -12,6 +12,7 @@ pub mod records;
 pub mod sources;
 pub mod tokenize;
 pub mod tokenizer;
+pub mod train;
 
 use llamaflow_pipeline::StageRegistry;
 
@@ -28,5 +29,6 @@ pub fn registry() -> StageRegistry {
     registry.register(Box::new(dedup::DedupFactory));
     registry.register(Box::new(tokenizer::TokenizerFactory));
     registry.register(Box::new(tokenize::TokenizeFactory));
+    registry.register(Box::new(train::TrainFactory));
     registry
 }

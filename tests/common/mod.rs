@@ -161,3 +161,22 @@ pub fn tar_bytes(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
 pub fn c4_line(text: &str, url: &str) -> String {
     serde_json::json!({"text": text, "url": url, "timestamp": "2019-04-25T12:00:00Z"}).to_string()
 }
+
+/// Waits until `ready()` holds, then SIGKILLs `child` (a run to interrupt); panics if the child
+/// finished first (nothing would be interrupted) or `ready` does not hold within `limit_s`.
+pub fn kill_when(child: &mut std::process::Child, limit_s: u64, what: &str, ready: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(limit_s),
+            "{what} not reached in {limit_s} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
