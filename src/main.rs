@@ -162,7 +162,20 @@ fn init_logging(global: &GlobalArgs) {
     }
 }
 
+/// Output piped into a reader that stops early (`llamaflow sql ... | head`)
+/// ends the process quietly, as for any Unix tool, instead of a panic in
+/// `println!` (Rust ignores SIGPIPE by default).
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; setting a
+    // signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     init_logging(&cli.global);
     if cli.global.memory_limit.is_some() {

@@ -65,13 +65,21 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let sources: Vec<&str> = lines[..6].iter().map(|l| l["source"].as_str().unwrap()).collect();
+    let sources: Vec<&str> = lines[..7].iter().map(|l| l["source"].as_str().unwrap()).collect();
     assert_eq!(
         sources,
-        ["arxiv", "books", "c4", "github", "stackexchange", "wikipedia"]
+        [
+            "arxiv",
+            "books",
+            "c4",
+            "commoncrawl",
+            "github",
+            "stackexchange",
+            "wikipedia"
+        ]
     );
     assert_eq!(lines[2]["docs"], 10);
-    let lines = &lines[6..];
+    let lines = &lines[7..];
     assert_eq!(lines[0]["n"], 0, "the sample quarantines nothing");
     assert_eq!(lines[1]["n"], 6, "`▁in`, `▁`, then the digits 1, 9, 8, 7, each a token");
     assert!(lines[2]["n"].as_u64().unwrap() > 0);
@@ -82,7 +90,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         "the ledger's runs"
     );
     assert_eq!(lines[5]["n"], 1, "the tokenize stage's one unit");
-    assert_eq!(lines[6]["n"], 14, "every stage of the sample pipeline");
+    assert_eq!(lines[6]["n"], 16, "every stage of the sample pipeline");
 
     // A file of statements, and the table format's row limit.
     let file = dir.path().join("q.sql");
@@ -164,7 +172,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         stdout.contains("minhash_jaccard(a, b)\n\nThe Jaccard similarity"),
         "{stdout}"
     );
-    assert!(stdout.contains("llamaflow's functions: minhash, minhash_jaccard, normalized_text_hash, text_hash, token_count, tokenize, url_host"), "{stdout}");
+    assert!(stdout.contains("llamaflow's functions: detect_language, language_score, minhash, minhash_jaccard, normalized_text_hash, text_hash, token_count, tokenize, url_host"), "{stdout}");
     assert!(stdout.contains("still here"), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("No field named nope"),

@@ -197,7 +197,6 @@ async fn resolve_listing(
         entry: entry.to_string(),
         message: e.to_string(),
     })?;
-    // Relative listed paths resolve against the listing file's folder.
     let listing_dir = listing.url.join(".").map_err(|e| InputError::Listing {
         entry: entry.to_string(),
         message: e.to_string(),
@@ -211,10 +210,12 @@ async fn resolve_listing(
         let url = if has_scheme(line) {
             parse_location(line, base_dir)?
         } else {
-            listing_dir.join(line).map_err(|e| InputError::Listing {
-                entry: entry.to_string(),
-                message: format!("bad path `{line}`: {e}"),
-            })?
+            listed_base(&listing_dir, line)
+                .join(line)
+                .map_err(|e| InputError::Listing {
+                    entry: entry.to_string(),
+                    message: format!("bad path `{line}`: {e}"),
+                })?
         };
         // Listed files are not probed one by one (a CommonCrawl listing names
         // ~90k files): their size is unknown here, their version is the
@@ -233,6 +234,27 @@ async fn resolve_listing(
     Ok(files)
 }
 
+/// The folder a relative listed path resolves against: the listing's folder,
+/// or, when the path's first folder is one of that folder's ancestors' names,
+/// the folder above it. CommonCrawl's `wet.paths.gz` lists paths from the
+/// bucket's root (`crawl-data/CC-MAIN-2024-22/segments/...`) while the listing
+/// itself sits in `crawl-data/CC-MAIN-2024-22/`.
+fn listed_base(listing_dir: &url::Url, line: &str) -> url::Url {
+    let Some((first, _)) = line.split_once('/') else {
+        return listing_dir.clone();
+    };
+    let path = listing_dir.path();
+    let marker = format!("/{first}/");
+    match path.find(&marker) {
+        Some(at) => {
+            let mut base = listing_dir.clone();
+            base.set_path(&path[..=at]);
+            base
+        }
+        None => listing_dir.clone(),
+    }
+}
+
 fn version_of(meta: &object_store::ObjectMeta) -> String {
     match &meta.e_tag {
         Some(tag) => format!("etag:{tag}"),
@@ -247,6 +269,19 @@ fn version_of(meta: &object_store::ObjectMeta) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commoncrawl_listings_resolve_from_the_bucket_root() {
+        let dir = url::Url::parse("https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-22/").unwrap();
+        let line = "crawl-data/CC-MAIN-2024-22/segments/1/wet/a.warc.wet.gz";
+        assert_eq!(
+            listed_base(&dir, line).join(line).unwrap().as_str(),
+            "https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-22/segments/1/wet/a.warc.wet.gz"
+        );
+        let local = url::Url::parse("file:///data/lists/").unwrap();
+        assert_eq!(listed_base(&local, "c4/a.json.gz"), local);
+        assert_eq!(listed_base(&local, "a.json.gz"), local);
+    }
 
     #[tokio::test]
     async fn globs_listings_and_folders_resolve_relative_to_the_base() {

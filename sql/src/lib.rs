@@ -3,6 +3,7 @@
 
 pub mod encoder;
 pub mod help;
+pub mod language;
 pub mod minhash;
 pub mod queries;
 pub mod registry;

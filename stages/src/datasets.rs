@@ -69,6 +69,7 @@ pub fn columns_schema(columns: &str) -> Option<arrow::datatypes::SchemaRef> {
     Some(match columns {
         "document" => llamaflow_pipeline::document::document_schema(Vec::new()),
         "c4" => sources::c4::c4_schema(),
+        "commoncrawl" => sources::commoncrawl::commoncrawl_schema(),
         "github" => sources::github::github_schema(),
         "wikipedia" => sources::wikipedia::wikipedia_schema(),
         _ => return None,

@@ -6,6 +6,7 @@ pub mod budgeted;
 pub mod c4_filter;
 pub mod datasets;
 pub mod dedup;
+pub mod html;
 pub mod jsonl;
 pub mod read;
 pub mod records;
@@ -20,6 +21,7 @@ use llamaflow_pipeline::StageRegistry;
 pub fn registry() -> StageRegistry {
     let mut registry = StageRegistry::default();
     registry.register(Box::new(sources::c4::C4Factory));
+    registry.register(Box::new(sources::commoncrawl::CommonCrawlFactory));
     registry.register(Box::new(sources::github::GithubFactory));
     registry.register(Box::new(sources::wikipedia::WikipediaFactory));
     registry.register(Box::new(sources::books::BooksFactory));

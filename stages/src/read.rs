@@ -95,9 +95,18 @@ pub struct OpenedInput {
     pub fault: StorageFault,
 }
 
-/// Opens `file` for reading. Must run on a blocking thread (it blocks on the
-/// object store through `handle`).
-pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime::Handle) -> io::Result<OpenedInput> {
+/// An input file's bytes as stored (not decompressed), buffered.
+pub struct RawInput {
+    /// The stored bytes.
+    pub reader: Box<dyn BufRead + Send>,
+    /// Set when the store, not the data, failed.
+    pub fault: StorageFault,
+}
+
+/// Opens `file`'s stored bytes, for formats that need the compressed layout
+/// (WARC: one gzip member per record, addressed by its offset). Must run on a
+/// blocking thread (it blocks on the object store through `handle`).
+pub fn open_raw(file: &InputFile, progress: Progress, handle: &tokio::runtime::Handle) -> io::Result<RawInput> {
     let loc = &file.location;
     let result = handle.block_on(loc.store.get(&loc.path)).map_err(io::Error::other)?;
     let raw: Box<dyn Read + Send> = match result.payload {
@@ -115,18 +124,27 @@ pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime:
         pending: 0,
         fault: fault.clone(),
     };
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, counted);
-    let compression = Compression::sniff(buffered.fill_buf()?);
+    Ok(RawInput {
+        reader: Box::new(BufReader::with_capacity(READ_BUFFER, counted)),
+        fault,
+    })
+}
+
+/// Opens `file` for reading, decompressed. Must run on a blocking thread (it
+/// blocks on the object store through `handle`).
+pub fn open_input(file: &InputFile, progress: Progress, handle: &tokio::runtime::Handle) -> io::Result<OpenedInput> {
+    let RawInput { mut reader, fault } = open_raw(file, progress, handle)?;
+    let compression = Compression::sniff(reader.fill_buf()?);
     let reader: Box<dyn BufRead + Send> = match compression {
         Compression::Gzip => Box::new(BufReader::with_capacity(
             READ_BUFFER,
-            flate2::bufread::MultiGzDecoder::new(buffered),
+            flate2::bufread::MultiGzDecoder::new(reader),
         )),
         Compression::Bzip2 => Box::new(BufReader::with_capacity(
             READ_BUFFER,
-            bzip2::bufread::MultiBzDecoder::new(buffered),
+            bzip2::bufread::MultiBzDecoder::new(reader),
         )),
-        Compression::None => Box::new(buffered),
+        Compression::None => reader,
     };
     Ok(OpenedInput {
         reader,

@@ -7,8 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{ArrayBuilder, ArrayRef, Int64Builder, RecordBatch, StringBuilder, UInt64Builder};
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::array::{
+    ArrayBuilder, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use llamaflow_pipeline::document::{DocumentColumnsBuilder, document_schema};
 use llamaflow_pipeline::inputs::InputFile;
 use llamaflow_pipeline::progress::Progress;
@@ -29,6 +32,10 @@ pub enum ExtraValue {
     UInt(Option<u64>),
     /// An `Int64` column.
     Int(Option<i64>),
+    /// A `Float64` column.
+    Float(Option<f64>),
+    /// A `Timestamp(Microsecond, "UTC")` column: microseconds since the epoch.
+    Timestamp(Option<i64>),
 }
 
 /// One document as a source found it.
@@ -82,6 +89,10 @@ impl DocRows {
                     DataType::Utf8 => Box::new(StringBuilder::new()),
                     DataType::UInt64 => Box::new(UInt64Builder::new()),
                     DataType::Int64 => Box::new(Int64Builder::new()),
+                    DataType::Float64 => Box::new(Float64Builder::new()),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => {
+                        Box::new(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+                    }
                     other => return Err(StageError::Other(format!("extra column type {other} is not supported"))),
                 })
             })
@@ -111,6 +122,10 @@ impl DocRows {
                     .map(|b| b.append_option(v.as_deref())),
                 ExtraValue::UInt(v) => any.downcast_mut::<UInt64Builder>().map(|b| b.append_option(*v)),
                 ExtraValue::Int(v) => any.downcast_mut::<Int64Builder>().map(|b| b.append_option(*v)),
+                ExtraValue::Float(v) => any.downcast_mut::<Float64Builder>().map(|b| b.append_option(*v)),
+                ExtraValue::Timestamp(v) => any
+                    .downcast_mut::<TimestampMicrosecondBuilder>()
+                    .map(|b| b.append_option(*v)),
             }
             .ok_or_else(|| StageError::Other(format!("extra value {value:?} does not match its column's type")))?;
         }

@@ -2,6 +2,8 @@
 //! ones (those that need a pipeline artifact, like `tokenize`, are added by
 //! whoever loads the artifact).
 
+pub mod detect_language;
+pub mod language_score;
 pub mod minhash;
 pub mod minhash_jaccard;
 pub mod text_hash;
@@ -18,6 +20,8 @@ pub fn builtin() -> UdfRegistry {
     registry.add_scalar(url_host::UrlHost::udf());
     registry.add_scalar(minhash::MinHash::udf());
     registry.add_scalar(minhash_jaccard::MinHashJaccard::udf());
+    registry.add_scalar(detect_language::DetectLanguage::udf());
+    registry.add_scalar(language_score::LanguageScore::udf());
     registry
 }
 

@@ -51,7 +51,9 @@ impl StageFactory for C4FilterFactory {
         let rules: C4Rules = parse_params(&params)?;
         let schema = crate::datasets::columns_schema(&columns).ok_or_else(|| ParamError {
             key: Some("columns".into()),
-            message: format!("`{columns}` is not `document` or a source type (`c4`, `github`, `wikipedia`)"),
+            message: format!(
+                "`{columns}` is not `document` or a source type (`c4`, `commoncrawl`, `github`, `wikipedia`)"
+            ),
         })?;
         Ok(Arc::new(C4FilterStage { rules, schema }))
     }

@@ -3,6 +3,7 @@
 pub mod arxiv;
 pub mod books;
 pub mod c4;
+pub mod commoncrawl;
 pub mod github;
 pub mod stackexchange;
 pub mod wikipedia;

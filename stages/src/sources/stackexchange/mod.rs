@@ -23,7 +23,6 @@
 //!   Rows that cannot be parsed, unparsable scores and answers whose question
 //!   is missing are quarantined.
 
-pub mod html;
 pub mod posts;
 
 use std::io::{BufRead, BufReader};
@@ -498,7 +497,7 @@ async fn join_questions(
                         id,
                         score: scores.value(row),
                         offset,
-                        text: format!("Q: {}\n{}", title.trim(), html::html_to_text(bodies.value(row))),
+                        text: format!("Q: {}\n{}", title.trim(), crate::html::html_to_text(bodies.value(row))),
                         answers: 0,
                     });
                     continue;
@@ -507,7 +506,7 @@ async fn join_questions(
                 match assembler.open.as_mut() {
                     Some(open) if open.id == question => {
                         open.text.push_str("\n\nA: ");
-                        open.text.push_str(&html::html_to_text(bodies.value(row)));
+                        open.text.push_str(&crate::html::html_to_text(bodies.value(row)));
                         open.answers += 1;
                     }
                     _ => {

@@ -1,5 +1,6 @@
-//! StackExchange post bodies (HTML) to plain text, as the LLaMA paper did ("removed the HTML tags
-//! from text"), keeping the layout a reader relies on.
+//! HTML to plain text, keeping the layout a reader relies on: StackExchange post bodies (the LLaMA
+//! paper "removed the HTML tags from text") and the pages of WARC responses (as CommonCrawl's WET
+//! conversion does).
 //!
 //! html5ever's tokenizer is used without a tree builder: no DOM is built, the work is linear in
 //! the input, and entities are decoded by the same code browsers' parsers follow. Rendering is a
