@@ -17,7 +17,7 @@
 //!   "10"); the sort spills within `--memory-limit`, and one question at a
 //!   time is assembled from the sorted stream.
 //! - A document is `Q: title`, the question, then `A: answer` per answer; the
-//!   bodies go through [`html`] (tags removed, list items as `* ` lines, code
+//!   bodies go through [`crate::html`] (tags removed, list items as `* ` lines, code
 //!   blocks verbatim). Answers are folded into their question's document and
 //!   counted as `answer`; posts of other types (tag wikis, ...) as `post_type`.
 //!   Rows that cannot be parsed, unparsable scores and answers whose question
