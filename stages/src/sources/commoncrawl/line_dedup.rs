@@ -313,7 +313,12 @@ mod tests {
     #[test]
     fn the_ascii_fast_path_agrees_with_the_general_one() {
         let all_ascii: String = (0u8..128).map(char::from).collect();
-        for line in [all_ascii.as_str(), "  Hello, World! 42 \t", "a\u{7f}b\u{1b}[0m", "MiXeD-case_under~score"] {
+        for line in [
+            all_ascii.as_str(),
+            "  Hello, World! 42 \t",
+            "a\u{7f}b\u{1b}[0m",
+            "MiXeD-case_under~score",
+        ] {
             assert_eq!(normalize_line(line), normalize_unicode_line(line.trim()), "{line:?}");
         }
     }
