@@ -18,6 +18,10 @@ Timed with c4_ingest.py's `measure` (wall, CPU seconds user+sys, peak RSS):
     --memory-limit, the line-dedup queries spill past it);
   - llamaflow `commoncrawl` + `c4_filter` on its output (C4's rules: the
     same rules datatrove applies below);
+  - llamaflow `run --stages cc_quality` from nothing: `commoncrawl`, the
+    sample's `wikipedia`, `quality_lm` (trained on it, cut-offs from 10,000
+    pages), `ref_classifier` (a pass over every page) and `cc_quality`
+    (every page scored by both), line dedup on and off;
   - datatrove 0.10.1: WarcReader -> C4QualityFilter -> JsonlWriter, --jobs
     tasks and workers, on the first files adding up to --peer-mb MB (all of
     them by default). datatrove has no CCNet line dedup, and its
@@ -54,6 +58,21 @@ line_dedup = {dedup}
 type = "c4_filter"
 inputs = ["cc"]
 columns = "commoncrawl"
+[stages.wiki]
+type = "wikipedia"
+inputs = ["{samples}/wikipedia/*.xml*.bz2"]
+[stages.quality_lm]
+type = "quality_lm"
+inputs = ["wiki", "cc"]
+train_on = "wiki"
+[stages.ref_classifier]
+type = "ref_classifier"
+inputs = ["wiki.refs", "wiki", "cc"]
+refs = "wiki.refs"
+wikipedia = "wiki"
+[stages.cc_q]
+type = "cc_quality"
+inputs = ["cc", "quality_lm", "ref_classifier"]
 """
 
 DATATROVE_PIPELINE = r"""
@@ -140,7 +159,7 @@ def main():
     paths = [str(p) for p, _ in files]
     results["floor (zcat)"] = (text_mb, measure(["sh", "-c", "zcat \"$@\" > /dev/null", "zcat"] + paths))
     for dedup in ("true", "false"):
-        (WORK / "llamaflow.toml").write_text(PIPELINE.format(dedup=dedup))
+        (WORK / "llamaflow.toml").write_text(PIPELINE.format(dedup=dedup, samples=ROOT / "samples"))
         base = [str(args.bin), "--pipeline", str(WORK / "llamaflow.toml"), "--quiet", "--jobs", str(args.jobs)]
         if args.memory_limit:
             base += ["--memory-limit", args.memory_limit]
@@ -148,6 +167,10 @@ def main():
         name = f"llamaflow commoncrawl (line dedup {'on' if dedup == 'true' else 'off'})"
         results[name] = (text_mb, measure(base + ["run", "--stages", "cc", "--force"]))
         kept[name] = counts(WORK / "out", "cc")
+        shutil.rmtree(WORK / "out", ignore_errors=True)
+        name = f"llamaflow commoncrawl + cc_quality (line dedup {'on' if dedup == 'true' else 'off'})"
+        results[name] = (text_mb, measure(base + ["run", "--stages", "cc_q"]))
+        kept[name] = counts(WORK / "out", "cc_q")
         if dedup == "false":
             name = "llamaflow commoncrawl + c4_filter (line dedup off)"
             results[name] = (text_mb, measure(base + ["run", "--stages", "cc_c4", "--force"]))

@@ -55,7 +55,7 @@ fn a_cycle_is_named() {
 fn unknown_types_and_missing_stages_are_named() {
     let (_, err) = check("[output]\nroot = \"out\"\n[stages.a]\ntype = \"c5\"\ninputs = [\"c4/*.json.gz\"]\n");
     assert!(
-        err.contains("FILE:4: `stages.a.type`: unknown stage type `c5` (known: arxiv, books, c4, c4_filter, commoncrawl, dedup, github, stackexchange, tokenize, tokenizer, train, wikipedia)"),
+        err.contains("FILE:4: `stages.a.type`: unknown stage type `c5` (known: arxiv, books, c4, c4_filter, cc_quality, commoncrawl, dedup, github, quality_lm, ref_classifier, stackexchange, tokenize, tokenizer, train, wikipedia)"),
         "{err}"
     );
     let (_, err) = check("[output]\nroot = \"out\"\n[stages.a]\ntype = \"c4\"\ninputs = [\"wikipedia.refs\"]\n");

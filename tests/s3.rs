@@ -180,7 +180,7 @@ fn sample_pipeline_runs_on_an_s3_output_root() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().nth(1),
-        Some("10,0,2,504,6"),
+        Some("10,0,2,489,6"),
         "{}",
         text(&out)
     );

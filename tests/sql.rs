@@ -90,7 +90,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         "the ledger's runs"
     );
     assert_eq!(lines[5]["n"], 1, "the tokenize stage's one unit");
-    assert_eq!(lines[6]["n"], 16, "every stage of the sample pipeline");
+    assert_eq!(lines[6]["n"], 19, "every stage of the sample pipeline");
 
     // A file of statements, and the table format's row limit.
     let file = dir.path().join("q.sql");

@@ -5,6 +5,7 @@ pub mod encoder;
 pub mod help;
 pub mod language;
 pub mod minhash;
+pub mod quality;
 pub mod queries;
 pub mod registry;
 pub mod session;

@@ -2,7 +2,8 @@
 //! DataFusion. Each dataset folder is a table (`c4`, `wikipedia__refs`,
 //! `tokenize__shards`), `quarantine` spans every stage's quarantine, and the
 //! pipeline's tokenizer, once trained, gives `tokenize(text)` and
-//! `token_count(text)`. Statements that would write or create anything are
+//! `token_count(text)`; its quality models `perplexity(text, language)` and
+//! `ref_probability(text)`. Statements that would write or create anything are
 //! refused. Ready-made queries (`sql/queries/*.sql`) run by name with `--query`.
 //! The run ledger is there as `runs`, `stage_runs` and `units`. Without
 //! statements, an interactive shell.
@@ -72,14 +73,21 @@ pub async fn sql(global: &GlobalArgs, args: SqlArgs) -> anyhow::Result<ExitCode>
         statements.extend(split_statements(query));
     }
     let engine = super::load_engine(global)?;
-    // Loading a tokenizer takes tens of milliseconds: only for the shell, or
+    // Loading a tokenizer or a model takes a while: only for the shell, or
     // when a statement names one of its functions.
-    let with_tokenizer = statements.is_empty()
-        || statements.iter().any(|s| {
-            let s: String = s.to_ascii_lowercase().split_whitespace().collect();
-            s.contains("tokenize(") || s.contains("token_count(")
-        });
-    let ctx = session(global, &engine, with_tokenizer).await?;
+    let uses = |functions: &[&str]| {
+        statements.is_empty()
+            || statements.iter().any(|s| {
+                let s: String = s.to_ascii_lowercase().split_whitespace().collect();
+                functions.iter().any(|f| s.contains(&format!("{f}(")))
+            })
+    };
+    let artifacts = Artifacts {
+        tokenizer: uses(&["tokenize", "token_count"]),
+        perplexity: uses(&["perplexity"]),
+        ref_probability: uses(&["ref_probability"]),
+    };
+    let ctx = session(global, &engine, artifacts).await?;
     if statements.is_empty() {
         shell(&ctx, args.format, args.maxrows).await?;
         return Ok(ExitCode::SUCCESS);
@@ -201,8 +209,72 @@ async fn shell(ctx: &SessionContext, format: Format, maxrows: usize) -> anyhow::
     Ok(())
 }
 
+/// Which artifacts' functions a session loads.
+#[derive(Debug, Clone, Copy)]
+struct Artifacts {
+    tokenizer: bool,
+    perplexity: bool,
+    ref_probability: bool,
+}
+
+/// The bytes of a file in a stage's dataset folder, if the stage has run.
+async fn stage_file(
+    root: &llamaflow_pipeline::dataset::OutputRoot,
+    stage: &str,
+    name: &str,
+) -> anyhow::Result<Option<(bytes::Bytes, String)>> {
+    let location = root.dataset(stage).join(name);
+    let Ok(found) = location.store.get(&location.path).await else {
+        return Ok(None);
+    };
+    Ok(Some((found.bytes().await?, location.url.to_string())))
+}
+
+/// Registers `perplexity` and `ref_probability` from the `quality_lm` and
+/// `ref_classifier` stages that have run (the last of each type wins).
+async fn register_quality_models(ctx: &SessionContext, engine: &Engine, artifacts: Artifacts) -> anyhow::Result<()> {
+    use llamaflow_sql::quality::{NgramLm, RefClassifier};
+    use sha2::Digest;
+    let root = engine.root();
+    for (stage, type_name) in engine.stage_types() {
+        if type_name == "quality_lm" && artifacts.perplexity {
+            let Some((bytes, _)) = stage_file(root, &stage, llamaflow_stages::quality_lm::CUTOFFS_FILE).await? else {
+                continue;
+            };
+            let cutoffs: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes)?;
+            let mut models = std::collections::BTreeMap::new();
+            let mut digest = sha2::Sha256::new();
+            for language in cutoffs.keys() {
+                let name = llamaflow_stages::quality_lm::model_file(language);
+                let Some((bytes, url)) = stage_file(root, &stage, &name).await? else {
+                    continue;
+                };
+                digest.update(&bytes);
+                models.insert(language.clone(), NgramLm::from_bytes(&bytes, &url)?);
+            }
+            let version = hex::encode(digest.finalize());
+            ctx.register_udf(llamaflow_sql::udfs::perplexity::Perplexity::udf(
+                Arc::new(models),
+                version,
+            ));
+        }
+        if type_name == "ref_classifier" && artifacts.ref_probability {
+            let file = llamaflow_stages::ref_classifier::MODEL_FILE;
+            let Some((bytes, url)) = stage_file(root, &stage, file).await? else {
+                continue;
+            };
+            let version = hex::encode(sha2::Sha256::digest(&bytes));
+            let model = Arc::new(RefClassifier::from_bytes(&bytes, &url)?);
+            ctx.register_udf(llamaflow_sql::udfs::ref_probability::RefProbability::udf(
+                model, version,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A session whose default schema is the output root's catalog, with the pipeline's UDFs.
-async fn session(global: &GlobalArgs, engine: &Engine, with_tokenizer: bool) -> anyhow::Result<SessionContext> {
+async fn session(global: &GlobalArgs, engine: &Engine, artifacts: Artifacts) -> anyhow::Result<SessionContext> {
     let ctx = llamaflow_sql::SessionBuilder::default()
         .target_partitions(super::jobs(global))
         .memory_limit(global.memory_limit)
@@ -213,7 +285,7 @@ async fn session(global: &GlobalArgs, engine: &Engine, with_tokenizer: bool) -> 
     ctx.runtime_env().register_object_store(&base, root.root.store.clone());
     // Each tokenizer stage that has run gives `tokenize` and `token_count` (the last one wins).
     for (stage, type_name) in engine.stage_types() {
-        if type_name != "tokenizer" || !with_tokenizer {
+        if type_name != "tokenizer" || !artifacts.tokenizer {
             continue;
         }
         let location = root.dataset(&stage).join("tokenizer.json");
@@ -225,6 +297,7 @@ async fn session(global: &GlobalArgs, engine: &Engine, with_tokenizer: bool) -> 
         ctx.register_udf(Tokenize::tokenize_udf(encoder.clone()));
         ctx.register_udf(Tokenize::token_count_udf(encoder));
     }
+    register_quality_models(&ctx, engine, artifacts).await?;
     let catalog = OutputCatalog::open(root, ctx.state(), engine.file().mixture.clone()).await?;
     let schema = ctx
         .catalog("datafusion")

@@ -13,6 +13,29 @@ pub fn dataset_of(file: &InputFile) -> &str {
     file.relative.split_once('/').map_or("", |(d, _)| d)
 }
 
+/// Counts one document read and, when its id or text is null (`null`),
+/// quarantines it at its ordinal in `input`; true when it was quarantined.
+pub async fn count_row(
+    ctx: &mut llamaflow_pipeline::UnitContext,
+    counts: &mut llamaflow_pipeline::UnitCounts,
+    input: &str,
+    null: bool,
+) -> Result<bool, StageError> {
+    let offset = counts.rows_in;
+    counts.rows_in += 1;
+    if null {
+        counts.quarantined += 1;
+        ctx.quarantine(input, offset, "the document's id or text is null", "")
+            .await?;
+    }
+    Ok(null)
+}
+
+/// The dataset an `inputs` reference names: `wikipedia.refs` is `wikipedia__refs`.
+pub fn dataset_name(reference: &str) -> String {
+    reference.replacen('.', "__", 1)
+}
+
 /// Reads every Parquet file of `files` as one frame of `fields` (cast to their
 /// types), datasets unioned; a dataset lacking a field is an error that names
 /// it, followed by `hint`.

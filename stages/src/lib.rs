@@ -4,12 +4,16 @@
 pub mod archive;
 pub mod budgeted;
 pub mod c4_filter;
+pub mod cc_quality;
 pub mod datasets;
 pub mod dedup;
 pub mod html;
 pub mod jsonl;
+pub mod quality_lm;
 pub mod read;
 pub mod records;
+pub mod ref_classifier;
+pub mod sampling;
 pub mod sources;
 pub mod tokenize;
 pub mod tokenizer;
@@ -27,6 +31,9 @@ pub fn registry() -> StageRegistry {
     registry.register(Box::new(sources::books::BooksFactory));
     registry.register(Box::new(sources::arxiv::ArxivFactory));
     registry.register(Box::new(sources::stackexchange::StackExchangeFactory));
+    registry.register(Box::new(quality_lm::QualityLmFactory));
+    registry.register(Box::new(ref_classifier::RefClassifierFactory));
+    registry.register(Box::new(cc_quality::CcQualityFactory));
     registry.register(Box::new(c4_filter::C4FilterFactory));
     registry.register(Box::new(dedup::DedupFactory));
     registry.register(Box::new(tokenizer::TokenizerFactory));

@@ -6,6 +6,8 @@ pub mod detect_language;
 pub mod language_score;
 pub mod minhash;
 pub mod minhash_jaccard;
+pub mod perplexity;
+pub mod ref_probability;
 pub mod text_hash;
 pub mod tokenize;
 pub mod url_host;

@@ -39,6 +39,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use self::train::{TrainSettings, train};
+use crate::sampling::sample_point;
 
 /// The file name of the tokenizer in the stage's dataset folder.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -155,11 +156,6 @@ fn sampling_rates(
             (source.clone(), rate)
         })
         .collect()
-}
-
-/// A document's place in [0, 1) for sampling: a hash of its id and the seed.
-fn sample_point(id: &str, seed: u64) -> f64 {
-    (xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), seed) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl TokenizerStage {
@@ -379,13 +375,5 @@ mod tests {
         assert_eq!(rates["x"], 0.0, "a source without a proportion is left out");
         let even = sampling_rates(&sizes, &BTreeMap::new(), 150);
         assert!((even["c4"] - 0.05).abs() < 1e-9);
-    }
-
-    #[test]
-    fn sample_points_are_uniform_and_seeded() {
-        let n = 20_000;
-        let below = (0..n).filter(|i| sample_point(&format!("doc/{i}"), 0) < 0.25).count();
-        assert!((below as f64 / n as f64 - 0.25).abs() < 0.02, "{below}");
-        assert_ne!(sample_point("a", 0), sample_point("a", 1));
     }
 }
