@@ -156,7 +156,7 @@ fn validate_and_graph_describe_the_pipeline() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains(": ok (19 stages: commoncrawl, commoncrawl_c4_rules, quality_lm, ref_classifier, cc_quality, c4, c4_filter, github, github_repos, wikipedia, books, books_dedup, arxiv, stackexchange, github_dedup, dedup, tokenizer, tokenize, train;"),
+            .contains(": ok (19 stages: commoncrawl, commoncrawl_c4_rules, c4, c4_filter, github, github_repos, wikipedia, quality_lm, ref_classifier, cc_quality, books, books_dedup, arxiv, stackexchange, github_dedup, dedup, tokenizer, tokenize, train;"),
         "{}",
         text(&out)
     );

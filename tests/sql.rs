@@ -172,7 +172,7 @@ fn sql_reads_every_dataset_and_refuses_to_write() {
         stdout.contains("minhash_jaccard(a, b)\n\nThe Jaccard similarity"),
         "{stdout}"
     );
-    assert!(stdout.contains("llamaflow's functions: detect_language, language_score, minhash, minhash_jaccard, normalized_text_hash, text_hash, token_count, tokenize, url_host"), "{stdout}");
+    assert!(stdout.contains("llamaflow's functions: detect_language, language_score, minhash, minhash_jaccard, normalized_text_hash, perplexity, ref_probability, text_hash, token_count, tokenize, url_host"), "{stdout}");
     assert!(stdout.contains("still here"), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("No field named nope"),
