@@ -23,7 +23,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use futures::StreamExt;
 use llamaflow_pipeline::inputs::InputFile;
-use llamaflow_pipeline::unit::short_hash;
 use llamaflow_pipeline::{
     ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
 };
@@ -295,30 +294,7 @@ impl Stage for CcQualityStage {
     /// One unit per page file, each also reading the model files, whose
     /// versions are part of every unit's fingerprint.
     fn units(&self, inputs: Vec<InputFile>) -> Vec<WorkUnit> {
-        let (models, pages): (Vec<InputFile>, Vec<InputFile>) = inputs.into_iter().partition(is_model_file);
-        let versions: String = models
-            .iter()
-            .map(|m| format!("{}\0{}\n", m.relative, m.version))
-            .collect();
-        // The model stages' own tables are not pages.
-        let model_datasets: Vec<&str> = models.iter().map(crate::datasets::dataset_of).collect();
-        pages
-            .into_iter()
-            .filter(|f| f.relative.ends_with(".parquet") && !model_datasets.contains(&crate::datasets::dataset_of(f)))
-            .map(|file| {
-                let fingerprint = short_hash(&format!(
-                    "{}\0{}\0{}\0{versions}",
-                    file.relative, file.size, file.version
-                ));
-                let mut files = vec![file.clone()];
-                files.extend(models.iter().cloned());
-                WorkUnit {
-                    key: file.relative,
-                    files,
-                    fingerprint,
-                }
-            })
-            .collect()
+        crate::datasets::units_with_artifacts(inputs, is_model_file)
     }
 
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {

@@ -31,6 +31,39 @@ pub async fn count_row(
     Ok(null)
 }
 
+/// One unit per document Parquet file, each also reading every artifact file
+/// (`is_artifact`: a tokenizer, model files), whose versions are part of every
+/// unit's fingerprint, so a new artifact redoes every unit. The artifact
+/// stages' own tables are not documents and are left out.
+pub fn units_with_artifacts(
+    inputs: Vec<InputFile>,
+    is_artifact: impl Fn(&InputFile) -> bool,
+) -> Vec<llamaflow_pipeline::WorkUnit> {
+    let (artifacts, documents): (Vec<InputFile>, Vec<InputFile>) = inputs.into_iter().partition(|f| is_artifact(f));
+    let versions: String = artifacts
+        .iter()
+        .map(|a| format!("{}\0{}\n", a.relative, a.version))
+        .collect();
+    let artifact_datasets: Vec<&str> = artifacts.iter().map(dataset_of).collect();
+    documents
+        .into_iter()
+        .filter(|f| f.relative.ends_with(".parquet") && !artifact_datasets.contains(&dataset_of(f)))
+        .map(|file| {
+            let fingerprint = llamaflow_pipeline::unit::short_hash(&format!(
+                "{}\0{}\0{}\0{versions}",
+                file.relative, file.size, file.version
+            ));
+            let mut files = vec![file.clone()];
+            files.extend(artifacts.iter().cloned());
+            llamaflow_pipeline::WorkUnit {
+                key: file.relative,
+                files,
+                fingerprint,
+            }
+        })
+        .collect()
+}
+
 /// The dataset an `inputs` reference names: `wikipedia.refs` is `wikipedia__refs`.
 pub fn dataset_name(reference: &str) -> String {
     reference.replacen('.', "__", 1)

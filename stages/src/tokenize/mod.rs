@@ -30,7 +30,6 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use llamaflow_pipeline::dataset::PartFile;
 use llamaflow_pipeline::inputs::InputFile;
-use llamaflow_pipeline::unit::short_hash;
 use llamaflow_pipeline::{
     ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
 };
@@ -186,32 +185,7 @@ impl Stage for TokenizeStage {
     /// One unit per Parquet file, each also reading the tokenizer, whose
     /// version is part of every unit's fingerprint.
     fn units(&self, inputs: Vec<InputFile>) -> Vec<WorkUnit> {
-        let (tokenizers, documents): (Vec<InputFile>, Vec<InputFile>) = inputs.into_iter().partition(is_tokenizer);
-        let tokenizer_versions: String = tokenizers
-            .iter()
-            .map(|t| format!("{}\0{}\n", t.relative, t.version))
-            .collect();
-        // The tokenizer stage's own table (its vocabulary) is not documents.
-        let tokenizer_datasets: Vec<&str> = tokenizers.iter().map(crate::datasets::dataset_of).collect();
-        documents
-            .into_iter()
-            .filter(|f| {
-                f.relative.ends_with(".parquet") && !tokenizer_datasets.contains(&crate::datasets::dataset_of(f))
-            })
-            .map(|file| {
-                let fingerprint = short_hash(&format!(
-                    "{}\0{}\0{}\0{tokenizer_versions}",
-                    file.relative, file.size, file.version
-                ));
-                let mut files = vec![file.clone()];
-                files.extend(tokenizers.iter().cloned());
-                WorkUnit {
-                    key: file.relative,
-                    files,
-                    fingerprint,
-                }
-            })
-            .collect()
+        crate::datasets::units_with_artifacts(inputs, is_tokenizer)
     }
 
     async fn run_unit(&self, unit: &WorkUnit, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
