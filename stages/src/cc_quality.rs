@@ -29,7 +29,6 @@ use llamaflow_pipeline::{
 use llamaflow_sql::quality::ref_classifier::Features;
 use llamaflow_sql::quality::words::HashedText;
 use llamaflow_sql::quality::{NgramLm, RefClassifier};
-use object_store::ObjectStoreExt;
 use serde::Deserialize;
 
 use crate::quality_lm::{CUTOFFS_FILE, Cutoffs};
@@ -143,21 +142,6 @@ fn file_name(file: &InputFile) -> &str {
     file.relative.rsplit('/').next().unwrap_or(&file.relative)
 }
 
-async fn read_all(file: &InputFile) -> Result<bytes::Bytes, StageError> {
-    let unreadable = |e: object_store::Error| StageError::Unreadable {
-        file: file.display.clone(),
-        message: e.to_string(),
-    };
-    file.location
-        .store
-        .get(&file.location.path)
-        .await
-        .map_err(unreadable)?
-        .bytes()
-        .await
-        .map_err(unreadable)
-}
-
 impl CcQualityStage {
     async fn models(&self, files: &[&InputFile]) -> Result<Arc<Models>, StageError> {
         let version: String = files
@@ -179,13 +163,13 @@ impl CcQualityStage {
             .iter()
             .find(|f| file_name(f) == CUTOFFS_FILE)
             .ok_or_else(|| missing(CUTOFFS_FILE))?;
-        let cutoffs: BTreeMap<String, Cutoffs> = serde_json::from_slice(&read_all(cutoffs_file).await?)
+        let cutoffs: BTreeMap<String, Cutoffs> = serde_json::from_slice(&crate::read::read_whole(cutoffs_file).await?)
             .map_err(|e| StageError::Other(format!("{}: {e}", cutoffs_file.display)))?;
         let classifier_file = files
             .iter()
             .find(|f| file_name(f) == MODEL_FILE)
             .ok_or_else(|| missing(MODEL_FILE))?;
-        let bytes = read_all(classifier_file).await?;
+        let bytes = crate::read::read_whole(classifier_file).await?;
         let classifier = RefClassifier::from_bytes(&bytes, &classifier_file.display)
             .map_err(|e| StageError::Other(e.to_string()))?;
         let mut lms = BTreeMap::new();
@@ -195,7 +179,7 @@ impl CcQualityStage {
                 .iter()
                 .find(|f| file_name(f) == name)
                 .ok_or_else(|| missing(&name))?;
-            let bytes = read_all(file).await?;
+            let bytes = crate::read::read_whole(file).await?;
             let display = file.display.clone();
             let lm = tokio::task::spawn_blocking(move || NgramLm::from_bytes(&bytes, &display))
                 .await

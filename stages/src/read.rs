@@ -103,6 +103,24 @@ pub struct RawInput {
     pub fault: StorageFault,
 }
 
+/// The whole of a small input (a tokenizer, a model file) in memory; an
+/// error names the file.
+pub async fn read_whole(file: &InputFile) -> Result<bytes::Bytes, llamaflow_pipeline::StageError> {
+    use object_store::ObjectStoreExt;
+    let unreadable = |e: object_store::Error| llamaflow_pipeline::StageError::Unreadable {
+        file: file.display.clone(),
+        message: e.to_string(),
+    };
+    file.location
+        .store
+        .get(&file.location.path)
+        .await
+        .map_err(unreadable)?
+        .bytes()
+        .await
+        .map_err(unreadable)
+}
+
 /// Opens `file`'s stored bytes, for formats that need the compressed layout
 /// (WARC: one gzip member per record, addressed by its offset). Must run on a
 /// blocking thread (it blocks on the object store through `handle`).

@@ -35,7 +35,6 @@ use llamaflow_pipeline::{
 };
 use llamaflow_sql::TokenEncoder;
 use llamaflow_sql::udfs::tokenize::Tokenize;
-use object_store::ObjectStoreExt;
 use serde::Deserialize;
 
 use self::shard::{TokenShardWriter, TokenWidth};
@@ -146,19 +145,7 @@ impl TokenizeStage {
         {
             return Ok(encoder.clone());
         }
-        let unreadable = |e: object_store::Error| StageError::Unreadable {
-            file: file.display.clone(),
-            message: e.to_string(),
-        };
-        let bytes = file
-            .location
-            .store
-            .get(&file.location.path)
-            .await
-            .map_err(unreadable)?
-            .bytes()
-            .await
-            .map_err(unreadable)?;
+        let bytes = crate::read::read_whole(file).await?;
         let encoder = TokenEncoder::from_bytes(&bytes, &file.display).map_err(|e| StageError::Other(e.to_string()))?;
         let encoder = Arc::new(encoder);
         if let Ok(mut guard) = self.encoder.lock() {

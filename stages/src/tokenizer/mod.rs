@@ -34,7 +34,6 @@ use llamaflow_pipeline::{
     ParamError, Stage, StageDecl, StageError, StageFactory, UnitContext, UnitCounts, WorkUnit, parse_params,
 };
 use llamaflow_sql::TokenEncoder;
-use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -160,21 +159,7 @@ fn sampling_rates(
 
 impl TokenizerStage {
     async fn import(&self, file: &InputFile, ctx: &mut UnitContext) -> Result<UnitCounts, StageError> {
-        let bytes = file
-            .location
-            .store
-            .get(&file.location.path)
-            .await
-            .map_err(|e| StageError::Unreadable {
-                file: file.display.clone(),
-                message: e.to_string(),
-            })?
-            .bytes()
-            .await
-            .map_err(|e| StageError::Unreadable {
-                file: file.display.clone(),
-                message: e.to_string(),
-            })?;
+        let bytes = crate::read::read_whole(file).await?;
         let encoder = TokenEncoder::from_bytes(&bytes, &file.display).map_err(|e| StageError::Other(e.to_string()))?;
         info!(file = %file.display, vocab = encoder.vocab_size(), "imported the tokenizer");
         self.write(encoder.tokenizer(), bytes, ctx).await?;
